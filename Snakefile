@@ -1,0 +1,15 @@
+# iMSMS-style gut microbiome workflow: ingest -> diversity | differential | association
+# -> classification -> report. The statistics live in workflow_scripts/; rules stay thin.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "rules/common.smk"
+include: "rules/ingest.smk"
+
+
+rule all:
+    input:
+        ingest_outputs(),
+    default_target: True

@@ -1,0 +1,98 @@
+# Config loading, validation and the small helpers every rule file uses.
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config, validate
+
+from workflow_scripts.cohort import cohort_files
+
+REPO = Path(workflow.basedir)
+
+# The bundled config is the default only when no config with `inputs` is given, so
+# a user's config never inherits the synthetic cohort's optional inputs (tree,
+# genotypes...). --config key=value overrides still apply on top of it.
+if "inputs" not in config:
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    bundled["inputs"] = {
+        k: (str(REPO / v) if isinstance(v, str) and k != "abundance_kind" else v)
+        for k, v in bundled["inputs"].items()
+    }
+    update_config(bundled, dict(config))
+    config.clear()
+    config.update(bundled)
+
+validate(config, "../config/schema/config.schema.yaml")
+
+# Rules run `python -m workflow_scripts...`: use the interpreter running Snakemake
+# (a conda env, when used, is activated in front of it) and find the package even
+# where it was not pip-installed.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+)
+
+INPUT_KEYS = [
+    "participants",
+    "stool_manifest",
+    "blood_manifest",
+    "abundance",
+    "taxonomy",
+    "tree",
+    "genotypes",
+    "variants",
+]
+INPUTS = {k: config["inputs"][k] for k in INPUT_KEYS if config["inputs"].get(k)}
+_missing = [f"inputs.{k}: {v}" for k, v in INPUTS.items() if not Path(v).exists()]
+if _missing:
+    raise WorkflowError(
+        "these input files do not exist:\n  "
+        + "\n  ".join(_missing)
+        + "\nFix: correct the paths in your config (relative paths are read from the "
+        "directory Snakemake runs in), or remove optional inputs you do not have."
+    )
+
+HAS_TREE = "tree" in INPUTS
+HAS_GENOTYPES = "genotypes" in INPUTS and "blood_manifest" in INPUTS
+
+
+def out(path):
+    """A path under the configured output directory."""
+    return f"{config['outdir']}/{path}"
+
+
+def log_path(name):
+    return out(f"logs/{name}.log")
+
+
+def as_json(value):
+    """A config section as JSON for a rule's command line (quote it with :q)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def ingest_settings():
+    settings = dict(INPUTS)
+    settings.update(
+        abundance_kind=config["inputs"]["abundance_kind"],
+        rank=config["rank"],
+        case_label=config["case_label"],
+        control_label=config["control_label"],
+        **config["ingest"],
+    )
+    return settings
+
+
+def cohort_outputs():
+    return [out(f"ingest/cohort/{name}") for name in cohort_files(HAS_TREE, HAS_GENOTYPES)]
+
+
+def ingest_outputs():
+    return [out("ingest/ledger.tsv")] + cohort_outputs()
+
+
+def mem_mb(base, attempt=1):
+    """Memory for a job: the configured baseline, doubled on each retry."""
+    return config["resources"]["mem_mb"] * base * 2 ** (attempt - 1)

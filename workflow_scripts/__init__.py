@@ -1,0 +1,1 @@
+"""iMSMS-style microbiome cohort workflow: the statistics behind the Snakemake rules."""
