@@ -73,7 +73,7 @@ class MiniCohort:
         for i, g in enumerate(genera):
             species = f"s__{g.lower()}_sp{i}" if g and i != 11 else "s__"
             lineages.append(f"k__Bacteria; p__Firmicutes; c__Clostridia; o__Clostridiales; "
-                            f"f__Fam{i % 3}; g__{g}; {species}")
+                            f"f__{g or 'Unnamed'}aceae; g__{g}; {species}")
         self.taxonomy = pd.DataFrame({"feature_id": features, "taxonomy": lineages})
         variants = ["rs3135388", "rs0001", "rs0002", "rs0003"]
         self.dosages = pd.DataFrame(rng.integers(0, 3, size=(4, len(pids))).astype(float),
@@ -109,10 +109,11 @@ def write_abundance(counts: pd.DataFrame, root: Path, fmt: str) -> Path:
     import biom
     import h5py
     import datetime
-    import json
     import zipfile
 
-    table = biom.Table(counts.to_numpy(dtype=float), list(counts.index), list(counts.columns))
+    def table():
+        return biom.Table(counts.to_numpy(dtype=float), list(counts.index), list(counts.columns))
+
     if fmt == "tsv":
         path = root / "abundance.tsv"
         counts.rename_axis("feature_id").to_csv(path, sep="\t")
@@ -122,15 +123,15 @@ def write_abundance(counts: pd.DataFrame, root: Path, fmt: str) -> Path:
     elif fmt == "biom":
         path = root / "abundance.biom"
         with h5py.File(path, "w") as h5:
-            table.to_hdf5(h5, "test", creation_date=datetime.datetime(2000, 1, 1))
+            table().to_hdf5(h5, "test", creation_date=datetime.datetime(2000, 1, 1))
     elif fmt == "biom-json":
         path = root / "abundance_json.biom"
-        path.write_text(table.to_json("test"))
+        path.write_text(table().to_json("test"))
     elif fmt == "qza":
         path = root / "table.qza"
         inner = root / "inner.biom"
         with h5py.File(inner, "w") as h5:
-            table.to_hdf5(h5, "test", creation_date=datetime.datetime(2000, 1, 1))
+            table().to_hdf5(h5, "test", creation_date=datetime.datetime(2000, 1, 1))
         uid = "0a1b2c3d-0000-4000-8000-000000000000"
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr(f"{uid}/metadata.yaml",

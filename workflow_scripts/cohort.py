@@ -95,7 +95,8 @@ def _read_tsv(path: Path, types: dict[str, str], index: str | None = None) -> pd
         elif kind == "bool":
             frame[column] = values.map({"True": True, "False": False}).astype(bool)
         else:
-            frame[column] = values.replace("", None).astype(object)
+            frame[column] = pd.Series([v if v != "" else None for v in values], index=frame.index,
+                                      dtype=object)
     return frame.set_index(index) if index else frame
 
 

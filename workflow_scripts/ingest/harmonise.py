@@ -126,7 +126,7 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     tree = collect.run(_read_tree, s.tree) if s.tree else None
     genotypes = collect.run(read_genotypes, s.genotypes) if s.genotypes else None
     annotation = collect.run(read_variant_annotation, s.variants) if s.variants else None
-    if abundance is not None and lineages is None and not abundance.lineages and s.rank != "feature":
+    if abundance is not None and not s.taxonomy and not abundance.lineages and s.rank != "feature":
         collect.problems.add("config", f"rank is {s.rank!r} but no taxonomy is given and "
                              f"{s.abundance} carries none",
                              "give inputs.taxonomy (feature_id, taxonomy) or set rank: feature")
