@@ -10,6 +10,6 @@ include: "rules/ingest.smk"
 
 
 rule all:
+    default_target: True
     input:
         ingest_outputs(),
-    default_target: True

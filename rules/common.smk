@@ -1,11 +1,12 @@
 # Config loading, validation and the small helpers every rule file uses.
 import json
-import os
+import shlex
 import sys
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import update_config, validate
 
 from workflow_scripts.cohort import cohort_files
@@ -27,12 +28,13 @@ if "inputs" not in config:
 
 validate(config, "../config/schema/config.schema.yaml")
 
-# Rules run `python -m workflow_scripts...`: use the interpreter running Snakemake
-# (a conda env, when used, is activated in front of it) and find the package even
-# where it was not pip-installed.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+# Rules run `{PY} workflow_scripts.<stage>...`: the interpreter running Snakemake, or
+# the rule's conda env python under --sdm conda; PYTHONPATH finds the package even
+# where it was not pip-installed (conda envs, cluster nodes).
+_USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PY = (
+    f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} "
+    f"{'python' if _USES_CONDA else shlex.quote(sys.executable)} -m"
 )
 
 INPUT_KEYS = [
@@ -80,13 +82,16 @@ def ingest_settings():
         rank=config["rank"],
         case_label=config["case_label"],
         control_label=config["control_label"],
+        covariates=config["covariates"],
         **config["ingest"],
     )
     return settings
 
 
 def cohort_outputs():
-    return [out(f"ingest/cohort/{name}") for name in cohort_files(HAS_TREE, HAS_GENOTYPES)]
+    return [
+        out(f"ingest/cohort/{name}") for name in cohort_files(HAS_TREE, HAS_GENOTYPES)
+    ]
 
 
 def ingest_outputs():

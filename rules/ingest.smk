@@ -7,17 +7,18 @@ rule ingest:
     output:
         ledger=out("ingest/ledger.tsv"),
         cohort=cohort_outputs(),
-    params:
-        settings=as_json(ingest_settings()),
-        cohort_dir=out("ingest/cohort"),
     log:
         log_path("ingest"),
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
         runtime=config["resources"]["runtime"],
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        py=PY,
+        settings=as_json(ingest_settings()),
+        cohort_dir=lambda wildcards, output: Path(output.cohort[0]).parent,
     shell:
-        "python -m workflow_scripts.ingest.cli --settings {params.settings:q}"
+        "{params.py} workflow_scripts.ingest.cli --settings {params.settings:q}"
         " --ledger {output.ledger} --cohort {params.cohort_dir} --log {log}"

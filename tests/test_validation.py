@@ -248,3 +248,11 @@ def test_large_tables_report_a_bounded_number_of_problems(tmp_path):
         check_values(table, "counts")
     assert len(caught.value.problems) == 51
     assert "90000 cells break this rule" in caught.value.problems[0].message
+
+
+def test_unknown_covariate_is_named(mini):
+    settings = mini.write(covariates=("sex", "age", "smoking"))
+    [p] = problems_of(settings)
+    assert p.file == "config" and p.column == "smoking" and "covariates list" in p.fix
+    settings.covariates = ("sex", "sequencing_batch")  # stool manifest columns count too
+    ingest(settings)

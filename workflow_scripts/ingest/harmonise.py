@@ -43,6 +43,7 @@ class Settings:
     rank: str = "species"
     case_label: str = "MS"
     control_label: str = "HHC"
+    covariates: tuple[str, ...] = ()
     min_depth: float = 1000
     max_duplicate_discordance: float = 0.5
 
@@ -53,7 +54,7 @@ class Settings:
         keys = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in inputs.items() if k in keys}
         values.update(rank=config["rank"], case_label=config["case_label"],
-                      control_label=config["control_label"])
+                      control_label=config["control_label"], covariates=tuple(config.get("covariates", ())))
         ingest = config.get("ingest", {})
         values.update({k: ingest[k] for k in ("min_depth", "max_duplicate_discordance", "abundance_format")
                        if k in ingest})
@@ -119,6 +120,14 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
         return frame
 
     stool = manifest(s.stool_manifest, "stool")
+    if participants is not None and stool is not None:
+        columns = set(participants.columns) | set(stool.columns)
+        for name in s.covariates:
+            if name not in columns:
+                collect.problems.add("config", f"covariate {name!r} is not a column of {s.participants} "
+                                     f"or {s.stool_manifest}",
+                                     "add the column, or correct or remove it in the covariates list",
+                                     column=name)
     blood = manifest(s.blood_manifest, "blood") if s.blood_manifest else None
     abundance = collect.run(read_abundance, s.abundance, s.abundance_format)
     values = collect.run(check_values, abundance, s.abundance_kind) if abundance is not None else None
