@@ -12,4 +12,4 @@ include: "rules/ingest.smk"
 rule all:
     default_target: True
     input:
-        ingest_outputs(),
+        FINAL_OUTPUTS,

@@ -98,6 +98,15 @@ def ingest_outputs():
     return [out("ingest/ledger.tsv")] + cohort_outputs()
 
 
+def validate_section(name):
+    """Validate and fill one stage's config section with its own schema file."""
+    validate(config, f"../config/schema/{name}.schema.yaml")
+
+
+# Each stage's rule file adds the outputs `rule all` asks for.
+FINAL_OUTPUTS = []
+
+
 def mem_mb(base, attempt=1):
     """Memory for a job: the configured baseline, doubled on each retry."""
     return config["resources"]["mem_mb"] * base * 2 ** (attempt - 1)

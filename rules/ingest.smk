@@ -1,5 +1,7 @@
 # Ingest: validate every input in one pass, write the ledger and the harmonised cohort.
 
+FINAL_OUTPUTS.extend(ingest_outputs())
+
 
 rule ingest:
     input:

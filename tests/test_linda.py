@@ -10,13 +10,13 @@ from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.differential.linda import (
     bandwidth_nrd0,
-    bh_qvalues,
     clr,
     impute_zeros,
     kde_mode,
     linda,
     shorth,
 )
+from workflow_scripts.stats import bh
 
 
 def simulate_counts(seed=0, n_households=100, p=300, n_up=60, paired=True, depth=(5000, 40000)):
@@ -90,7 +90,7 @@ def test_result_table_layout(paired):
     assert res.attrs["zero_handling"] == "pseudo-count"
     assert np.isinf(res["df"]).all() and res["converged"].all()
     np.testing.assert_allclose(res["stat"], res["log2fc"] / res["lfc_se"])
-    np.testing.assert_allclose(res["qvalue"], bh_qvalues(res["pvalue"]))
+    np.testing.assert_allclose(res["qvalue"], bh(res["pvalue"]))
 
 
 def test_ordinary_least_squares_without_groups():
@@ -142,7 +142,7 @@ def test_bh_matches_statsmodels_and_keeps_nan():
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.5, 0.002, 0.04])
     ok = ~np.isnan(p)
     expected = multipletests(p[ok], method="fdr_bh")[1]
-    q = bh_qvalues(p)
+    q = bh(p)
     np.testing.assert_allclose(q[ok], expected)
     assert np.isnan(q[2])
 

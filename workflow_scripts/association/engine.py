@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import sparse, special
 
 from workflow_scripts.errors import Problems
+from workflow_scripts.stats import bh
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -649,41 +650,6 @@ def associate(Y, G, status, covariates, variant_ids, feature_ids,
     """
     chunks = iter_chunks(G, variant_ids, chunk_size)
     yield from associate_chunks(Y, chunks, status, covariates, feature_ids)
-
-
-def bh(pvalues) -> np.ndarray:
-    """Benjamini-Hochberg q-values; NaN p-values stay NaN and are not counted.
-
-    Parameters
-    ----------
-    pvalues : array_like
-        p-values of one family of tests (any shape).
-
-    Returns
-    -------
-    numpy.ndarray
-        q-values, same shape as ``pvalues``.
-
-    Notes
-    -----
-    ``q_(i) = min_{j >= i} min(1, m p_(j) / j)`` over the ``m`` finite
-    p-values sorted ascending; computed by
-    ``statsmodels.stats.multitest.multipletests(method="fdr_bh")``.
-
-    References
-    ----------
-    .. [1] Benjamini Y, Hochberg Y (1995). Controlling the false discovery
-       rate: a practical and powerful approach to multiple testing. JRSS B
-       57(1):289-300.
-    """
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.asarray(pvalues, dtype=float)
-    q = np.full(p.shape, np.nan)
-    finite = ~np.isnan(p)
-    if finite.any():
-        q[finite] = multipletests(p[finite], method="fdr_bh")[1]
-    return q
 
 
 def genetic_pcs(G, k: int = 10, chunk_size: int = 5000) -> np.ndarray:

@@ -25,6 +25,7 @@ from scipy import stats
 from scipy.special import ndtr
 
 from workflow_scripts.differential.mixed_model import fit_ols, fit_random_intercept
+from workflow_scripts.stats import bh
 
 ZERO_HANDLING = ("pseudo-count", "imputation", "adaptive")
 
@@ -177,30 +178,6 @@ def kde_mode(x, bandwidth: float | None = None, tol: float = 1e-10, max_iter: in
     return t
 
 
-def bh_qvalues(pvalues) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (R ``p.adjust(method = "BH")``).
-
-    Notes
-    -----
-    For sorted p-values :math:`p_{(1)} \\le \\dots \\le p_{(m)}`,
-    :math:`q_{(i)} = \\min_{j \\ge i} \\min(1, m\\,p_{(j)}/j)`; NaNs are kept
-    and not counted in :math:`m`.
-
-    References
-    ----------
-    .. [1] Benjamini, Y. & Hochberg, Y. (1995). Controlling the false
-       discovery rate. *JRSS B* 57, 289-300.
-    """
-    p = np.asarray(pvalues, dtype=float)
-    q = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = order.size
-    scaled = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    return q
-
-
 def linda(
     counts,
     X,
@@ -333,7 +310,7 @@ def _bias_corrected(result, j, name, features) -> pd.DataFrame:
             "lfc_se": se,
             "stat": stat,
             "pvalue": pvalue,
-            "qvalue": bh_qvalues(pvalue),
+            "qvalue": bh(pvalue),
             "bias": bias,
             "df": result.df,
             "converged": result.converged,
