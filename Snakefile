@@ -7,6 +7,9 @@ min_version("9.0")
 
 include: "rules/common.smk"
 include: "rules/ingest.smk"
+include: "rules/diversity.smk"
+include: "rules/differential.smk"
+include: "rules/association.smk"
 
 
 rule all:

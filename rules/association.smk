@@ -1,0 +1,1 @@
+# Genotype x microbiota association (issue 5).

@@ -1,0 +1,1 @@
+# Differential abundance: MS vs household controls (issue 4).

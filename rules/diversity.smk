@@ -1,0 +1,1 @@
+# Diversity: alpha, beta, ordination, PERMANOVA (issue 3).
