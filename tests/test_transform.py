@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from skbio.stats.composition import clr as skbio_clr
 
-from workflow_scripts.transform import clr_abundance, replace_zeros, testable_features
+from workflow_scripts.transform import clr_abundance, replace_zeros, select_features
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def profiles():
 
 
 def test_prevalence_filter_and_ledger(profiles):
-    kept, ledger = testable_features(profiles, 0.5, "differential")
+    kept, ledger = select_features(profiles, 0.5, "differential")
     assert list(kept) == ["g__A", "g__C"]
     reasons = dict(zip(ledger["id"], ledger["reason"]))
     assert reasons == {"g__B": "below_min_prevalence", "g__unassigned": "unassigned_bucket"}

@@ -32,7 +32,7 @@ def prevalence(profiles: pd.DataFrame) -> pd.Series:
     return (profiles > 0).mean(axis=0)
 
 
-def testable_features(profiles: pd.DataFrame, min_prevalence: float, stage: str,
+def select_features(profiles: pd.DataFrame, min_prevalence: float, stage: str,
                       file: str = "") -> tuple[pd.Index, pd.DataFrame]:
     """Features that pass the prevalence filter, and ledger rows for the rest.
 
