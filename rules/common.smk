@@ -107,6 +107,27 @@ def validate_section(name):
 FINAL_OUTPUTS = []
 
 
+def diversity_metrics():
+    """Beta metrics that can run on this cohort (UniFrac needs a tree)."""
+    tree_metrics = {"weighted_unifrac", "unweighted_unifrac"}
+    return [
+        m
+        for m in config["diversity"]["metrics"]
+        if m not in tree_metrics
+        or (HAS_TREE and config["inputs"]["abundance_kind"] == "counts")
+    ]
+
+
+def diversity_settings():
+    settings = dict(config["diversity"])
+    settings.update(
+        metrics=diversity_metrics(),
+        covariates=config["covariates"],
+        seed=config["seed"],
+    )
+    return settings
+
+
 def mem_mb(base, attempt=1):
     """Memory for a job: the configured baseline, doubled on each retry."""
     return config["resources"]["mem_mb"] * base * 2 ** (attempt - 1)

@@ -178,3 +178,17 @@ def write_genotypes(dosages: pd.DataFrame, root: Path, fmt: str) -> Path:
 @pytest.fixture
 def mini(tmp_path) -> MiniCohort:
     return MiniCohort(tmp_path / "mini")
+
+
+@pytest.fixture(scope="session")
+def imsms_cohort(tmp_path_factory):
+    """The real iMSMS 16S cohort ingested at genus rank: (cohort, ledger). Skips without ../shared."""
+    import yaml
+
+    from workflow_scripts.examples import imsms
+    from workflow_scripts.ingest.harmonise import ingest
+
+    source = real_data("imsms_16s")
+    config = yaml.safe_load(imsms.convert(source, tmp_path_factory.mktemp("imsms")).read_text())
+    config.update(case_label="MS", control_label="HHC")
+    return ingest(Settings.from_config(config))

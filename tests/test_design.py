@@ -64,9 +64,26 @@ def test_build_design_codes_and_excludes(cohort_tables):
     assert design.frame["household"].tolist() == ["H1", "H1", "H2", "H2", "_unpaired_p3", "H3"]
     # c4 excluded, so p4 is no longer paired.
     assert design.frame["paired"].tolist() == [True, True, True, True, False, False]
+    assert list(design.covariates.columns) == ["sex[T.M]", "age", "sequencing_batch[T.r2]"]
+    assert list(design.site.columns) == ["site[T.B]", "site[T.C]"]
+    assert design.covariates.loc["p1", "sequencing_batch[T.r2]"] == 0  # p1's first sample is s1a (run r1)
+    assert design.site.loc["c1", "site[T.B]"] == 1 and design.site.loc["p4", "site[T.C]"] == 1
     x = design.matrix()
-    assert list(x.columns) == ["intercept", "status", "sex[T.M]", "age", "sequencing_batch[T.r2]",
-                               "site[T.B]", "site[T.C]", "dmt_interferon_beta", "dmt_ocrelizumab",
-                               "dmt_unknown"]
-    assert x.loc["p1", "sequencing_batch[T.r2]"] == 0  # p1's first sample is s1a (run r1)
-    assert x.shape == (6, 10) and x.loc["c1", "site[T.B]"] == 1 and x.loc["p4", "site[T.C]"] == 1
+    # Six participants cannot carry ten columns: the later, aliased ones are dropped, in order.
+    full = ["intercept", "status", "sex[T.M]", "age", "sequencing_batch[T.r2]", "site[T.B]", "site[T.C]",
+            "dmt_interferon_beta", "dmt_ocrelizumab", "dmt_unknown"]
+    assert sorted(list(x.columns) + x.attrs["aliased"], key=full.index) == full
+    assert list(x.columns[:2]) == ["intercept", "status"]
+    assert np.linalg.matrix_rank(x.to_numpy()) == x.shape[1] == 6
+
+
+def test_aliased_columns_are_dropped_like_r():
+    x = pd.DataFrame({"intercept": 1.0, "status": [1, 0, 1, 0, 1.0], "sex[T.M]": [0, 1, 0, 1, 0.0],
+                      "age": [30, 40, 35, 41, 50.0], "site[T.B]": [0.0] * 5, "age2": [60, 80, 70, 82, 100.0]})
+    from workflow_scripts.design import drop_aliased
+
+    kept, dropped = drop_aliased(x)
+    # sex = 1 - status, site constant, age2 = 2 * age: R's lm would report these as NA (aliased).
+    assert list(kept.columns) == ["intercept", "status", "age"]
+    assert dropped == ["sex[T.M]", "site[T.B]", "age2"]
+    assert np.linalg.matrix_rank(kept.to_numpy()) == 3

@@ -7,19 +7,10 @@ import pytest
 import yaml
 
 from workflow_scripts.examples import imsms
-from workflow_scripts.ingest.harmonise import Settings, ingest
 
 from conftest import REPO, real_data
 
 pytestmark = pytest.mark.real_data
-
-
-@pytest.fixture(scope="module")
-def imsms_cohort(tmp_path_factory):
-    source = real_data("imsms_16s")
-    config = yaml.safe_load(imsms.convert(source, tmp_path_factory.mktemp("imsms")).read_text())
-    config.update(case_label="MS", control_label="HHC")
-    return ingest(Settings.from_config(config))
 
 
 def test_all_1152_samples_ingest_at_genus_rank(imsms_cohort):

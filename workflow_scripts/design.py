@@ -147,12 +147,52 @@ class Design:
         return self.frame["household"].to_numpy()
 
     def matrix(self, site: bool = True, dmt: bool = True, intercept: bool = True) -> pd.DataFrame:
-        """Fixed-effects matrix: intercept, status, covariates, site, DMT indicators."""
+        """Fixed-effects matrix: intercept, status, covariates, site, DMT indicators.
+
+        Columns aliased with earlier ones are dropped (see :func:`drop_aliased`);
+        their names are in ``attrs["aliased"]``. Status comes right after the
+        intercept, so it is kept unless every participant has the same status.
+        """
         parts = [pd.DataFrame({"intercept": 1.0}, index=self.frame.index)] if intercept else []
         parts += [self.frame[["status"]].astype(float), self.covariates]
         parts += [self.site] if site else []
         parts += [self.dmt] if dmt else []
-        return pd.concat(parts, axis=1)
+        x, aliased = drop_aliased(pd.concat(parts, axis=1))
+        x.attrs["aliased"] = aliased
+        return x
+
+
+def drop_aliased(x: pd.DataFrame, tol: float = 1e-7) -> tuple[pd.DataFrame, list[str]]:
+    """Drop columns that are linear combinations of earlier ones, as R's ``lm`` aliases them.
+
+    Columns are taken in order; a column is kept when its residual after
+    projection on the kept ones is more than ``tol`` of its own norm. Constant
+    columns other than the first (the intercept) are aliased with it.
+
+    Returns
+    -------
+    x : DataFrame
+        The kept columns, in their original order.
+    dropped : list of str
+        Names of the dropped columns.
+    """
+    values = x.to_numpy(dtype=float)
+    kept: list[int] = []
+    dropped: list[str] = []
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        norm = np.linalg.norm(column)
+        if kept and norm > 0:
+            basis = values[:, kept]
+            coef, *_ = np.linalg.lstsq(basis, column, rcond=None)
+            residual = np.linalg.norm(column - basis @ coef)
+        else:
+            residual = norm
+        if norm > 0 and residual > tol * norm:
+            kept.append(j)
+        else:
+            dropped.append(str(x.columns[j]))
+    return x.iloc[:, kept], dropped
 
 
 def build_design(participants: pd.DataFrame, covariates: list[str], case_label: str,

@@ -1,0 +1,61 @@
+"""Diversity figures for the report: alpha boxplots with household pairs, PCoA by status and site."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# Fixed metadata so the same results give byte-identical PNG files.
+PNG_METADATA = {"Software": None}
+
+
+def save(fig, path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def alpha_boxplots(values: pd.DataFrame, labels: pd.DataFrame, case: str, control: str, path) -> None:
+    """One panel per metric: boxes by status, a grey line joining each household pair.
+
+    ``values`` is participants x metrics; ``labels`` has participant_id, status, household.
+    """
+    info = labels.set_index("participant_id")
+    metrics = list(values.columns)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        data = values[metric].reindex(info.index)
+        groups = [data[info["status"] == lab].dropna() for lab in (control, case)]
+        pairs = info.assign(value=data).groupby("household")
+        for _, pair in pairs:
+            if set(pair["status"]) == {case, control} and len(pair) == 2:
+                pair = pair.sort_values("status", key=lambda s: s.eq(case))
+                ax.plot([1, 2], pair["value"].to_numpy(), color="0.75", lw=0.6, zorder=1)
+        ax.boxplot(groups, widths=0.5, showfliers=False, zorder=2)
+        ax.set_xticks([1, 2], [control, case])
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def pcoa_plot(ordination, labels: pd.DataFrame, metric: str, case: str, path) -> None:
+    """PC1 vs PC2 coloured by status (left) and by site (right)."""
+    coords = ordination.samples.reindex(labels.index)
+    explained = ordination.proportion_explained
+    x, y = coords.iloc[:, 0], coords.iloc[:, 1] if coords.shape[1] > 1 else np.zeros(len(coords))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, column in zip(axes, ("status", "site")):
+        levels = sorted(labels[column].unique())
+        cmap = plt.get_cmap("tab10")
+        for i, level in enumerate(levels):
+            mask = (labels[column] == level).to_numpy()
+            ax.scatter(x[mask], y[mask], s=12, alpha=0.8, color=cmap(i % 10), label=level)
+        ax.set_xlabel(f"PC1 ({explained.iloc[0]:.1%})")
+        ax.set_ylabel(f"PC2 ({explained.iloc[1]:.1%})" if len(explained) > 1 else "PC2")
+        ax.set_title(f"{metric.replace('_', ' ')} by {column}", fontsize=10)
+        ax.legend(fontsize=7, markerscale=1.2, frameon=False)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,128 @@
+"""The diversity stage: from the harmonised cohort to the contract's diversity outputs.
+
+Choices (documented in the README):
+
+- Alpha diversity is computed per stool sample on the feature-level table
+  (``alpha.tsv``, every kept sample); the MS vs HHC tests use each
+  participant's mean over their samples.
+- Beta diversity, ordination, PERMANOVA and PERMDISP use one profile per
+  participant: their first stool sample (earliest collection date), so a
+  participant with repeated samples is one observation and depth is not pooled.
+  The distance matrices are labelled by those sample ids.
+- With ``rarefaction_depth`` set, every sample is rarefied (seeded) first and
+  samples below the depth leave the stage (ledger reason ``below_rarefaction_depth``).
+- PERMANOVA, per metric: ``status`` (status alone; permutations within
+  households when any household is paired, the iMSMS primary test) and
+  ``adjusted`` (status + covariates + site, sequential sums of squares; free
+  permutations, because site and other household-level terms do not vary
+  within a household and cannot be tested by within-household permutations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..cohort import Cohort
+from ..design import build_design, first_samples
+from ..ingest.ledger import COLUMNS as LEDGER_COLUMNS
+from .alpha import alpha_table, rarefy
+from .alpha_tests import mixed_model, paired_wilcoxon, participant_means
+from .beta import METRICS, TREE_METRICS, distance_matrix, ordination
+from .permanova import formula, permanova, permdisp
+
+PERMANOVA_COLUMNS = ["metric", "model", "formula", "term", "df", "sum_of_squares", "r2", "pseudo_f",
+                     "p_value", "permutations", "strata"]
+
+
+@dataclass
+class Settings:
+    covariates: list[str]
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    shannon_base: float = 2.0
+    rarefaction_depth: int | None = None
+    permutations: int = 999
+    seed: int = 1
+    pcoa_dimensions: int = 10
+
+
+@dataclass
+class DiversityResults:
+    alpha: pd.DataFrame
+    alpha_tests: pd.DataFrame
+    distances: dict
+    ordinations: dict
+    permanova: pd.DataFrame
+    permdisp: pd.DataFrame
+    ledger: pd.DataFrame
+    labels: pd.DataFrame  # sample_id -> participant, status, site, household (for figures)
+
+
+def _ledger(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
+
+
+def run(cohort: Cohort, s: Settings) -> DiversityResults:
+    """Every diversity result for a cohort (no file I/O)."""
+    counts = cohort.table("features")
+    integer = cohort.info["abundance_kind"] == "counts"
+    ledger = []
+    if s.rarefaction_depth:
+        counts, shallow = rarefy(counts.astype(np.int64), int(s.rarefaction_depth), s.seed)
+        ledger += [("stool_sample", sid, "", "dropped", "below_rarefaction_depth",
+                    f"diversity: fewer than {s.rarefaction_depth} reads") for sid in shallow]
+    samples = cohort.samples.loc[counts.index]
+    alpha = alpha_table(counts, base=s.shannon_base, tree=cohort.tree, integer_counts=integer)
+
+    participants = cohort.participants.loc[pd.unique(samples["participant_id"])]
+    design = build_design(participants, s.covariates, cohort.case_label, stage="diversity", samples=samples)
+    status_only = build_design(participants, [], cohort.case_label, stage="diversity", samples=samples)
+    ledger += [tuple(r) for r in design.excluded.itertuples(index=False)]
+    terms_text = formula(["status", *s.covariates, "site"])
+    values = participant_means(alpha, samples)
+    alpha_tests = pd.concat([paired_wilcoxon(values, status_only),
+                             mixed_model(values, design, f"{terms_text} + dmt + (1 | household)")],
+                            ignore_index=True)
+
+    first = first_samples(samples).reindex(participants.index)
+    profiles = counts.loc[first.to_numpy()]
+    labels = pd.DataFrame({"participant_id": first.index, "status": participants["status"].to_numpy(),
+                           "site": participants["site"].to_numpy(),
+                           "household": status_only.frame["household"].reindex(first.index).to_numpy()},
+                          index=pd.Index(first.to_numpy(), name="sample_id"))
+    metrics = [m for m in s.metrics if m not in TREE_METRICS or (cohort.tree is not None and integer)]
+    distances, ordinations, tables, dispersions = {}, {}, [], []
+    for metric in metrics:
+        dm = distance_matrix(profiles, metric, tree=cohort.tree)
+        distances[metric] = dm
+        ordinations[metric] = ordination(dm, s.pcoa_dimensions)
+        tables.append(_permanova_models(dm, labels, design, status_only, s, metric))
+        disp = permdisp(dm, labels["status"], permutations=s.permutations, seed=s.seed)
+        dispersions.append(disp.assign(metric=metric))
+    permanova_table = pd.concat(tables, ignore_index=True)[PERMANOVA_COLUMNS]
+    permdisp_table = pd.concat(dispersions, ignore_index=True)
+    permdisp_table = permdisp_table[["metric", *[c for c in permdisp_table.columns if c != "metric"]]]
+    return DiversityResults(alpha, alpha_tests, distances, ordinations, permanova_table, permdisp_table,
+                            _ledger(ledger), labels)
+
+
+def _permanova_models(dm, labels, design, status_only, s: Settings, metric: str) -> pd.DataFrame:
+    by_sample = {p: sid for sid, p in labels["participant_id"].items()}
+    out = []
+    models = [("status", status_only, ["status"], True),
+              ("adjusted", design, ["status", *s.covariates, "site"], False)]
+    for model, d, terms, stratified in models:
+        frame = d.frame.copy()
+        frame.index = [by_sample[p] for p in frame.index]
+        terms = [t for t in terms if t != "site" or frame["site"].nunique() > 1]
+        use_strata = stratified and bool(frame["paired"].any())
+        sub = dm.filter(list(frame.index)) if len(frame) < dm.shape[0] else dm
+        table = permanova(sub, frame, terms, strata=frame["household"] if use_strata else None,
+                          permutations=s.permutations, by="terms", seed=s.seed)
+        table.attrs = {}  # the permutation arrays stay out of the report table
+        table = table.assign(metric=metric, model=model, formula=formula(terms),
+                             permutations=s.permutations, strata="household" if use_strata else "none")
+        out.append(table)
+    return pd.concat(out, ignore_index=True)
