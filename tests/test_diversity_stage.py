@@ -47,13 +47,25 @@ def test_outputs_cover_every_sample_and_metric(cohort, results):
     for dm in results.distances.values():
         assert dm.shape == (n_participants, n_participants)  # one (first) sample per participant
     table = results.permanova
-    assert set(table["model"]) == {"status", "adjusted"}
+    assert set(table["model"]) == {"status", "adjusted", "adjusted_marginal"}
     status = table[(table["model"] == "status")]
     assert (status["strata"] == "household").all() and (status["formula"] == "status").all()
     adjusted = table[table["model"] == "adjusted"]
     assert (adjusted["formula"] == "status + sex + age + bmi + site").all()
     assert list(adjusted[adjusted["metric"] == "braycurtis"]["term"]) == \
         ["status", "sex", "age", "bmi", "site", "Residual", "Total"]
+
+
+def test_marginal_model_equals_sequential_for_the_last_term(results):
+    table = results.permanova.set_index(["metric", "model", "term"])
+    for metric in ("braycurtis", "jaccard"):
+        # The last sequential term is already adjusted for all others: same SS and F.
+        seq, marg = table.loc[(metric, "adjusted", "site")], table.loc[(metric, "adjusted_marginal", "site")]
+        assert marg["sum_of_squares"] == pytest.approx(seq["sum_of_squares"], rel=1e-10)
+        assert marg["pseudo_f"] == pytest.approx(seq["pseudo_f"], rel=1e-10)
+        # Status first in the sequence carries more SS than status after everything else.
+        assert table.loc[(metric, "adjusted_marginal", "status"), "sum_of_squares"] != \
+            pytest.approx(table.loc[(metric, "adjusted", "status"), "sum_of_squares"], rel=1e-6)
 
 
 def test_planted_site_effect_dominates_status(results):

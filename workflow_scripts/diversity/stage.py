@@ -12,10 +12,12 @@ Choices (documented in the README):
 - With ``rarefaction_depth`` set, every sample is rarefied (seeded) first and
   samples below the depth leave the stage (ledger reason ``below_rarefaction_depth``).
 - PERMANOVA, per metric: ``status`` (status alone; permutations within
-  households when any household is paired, the iMSMS primary test) and
-  ``adjusted`` (status + covariates + site, sequential sums of squares; free
-  permutations, because site and other household-level terms do not vary
-  within a household and cannot be tested by within-household permutations).
+  households when any household is paired, the iMSMS primary test),
+  ``adjusted`` (status + covariates + site, sequential sums of squares) and
+  ``adjusted_marginal`` (the same terms, each tested after all the others, as
+  ``adonis2(by = "margin")``). The adjusted models permute freely, because site
+  and other household-level terms do not vary within a household and cannot
+  be tested by within-household permutations.
 """
 
 from __future__ import annotations
@@ -111,16 +113,18 @@ def run(cohort: Cohort, s: Settings) -> DiversityResults:
 def _permanova_models(dm, labels, design, status_only, s: Settings, metric: str) -> pd.DataFrame:
     by_sample = {p: sid for sid, p in labels["participant_id"].items()}
     out = []
-    models = [("status", status_only, ["status"], True),
-              ("adjusted", design, ["status", *s.covariates, "site"], False)]
-    for model, d, terms, stratified in models:
+    adjusted = ["status", *s.covariates, "site"]
+    models = [("status", status_only, ["status"], True, "terms"),
+              ("adjusted", design, adjusted, False, "terms"),
+              ("adjusted_marginal", design, adjusted, False, "margin")]
+    for model, d, terms, stratified, by in models:
         frame = d.frame.copy()
         frame.index = [by_sample[p] for p in frame.index]
         terms = [t for t in terms if t != "site" or frame["site"].nunique() > 1]
         use_strata = stratified and bool(frame["paired"].any())
         sub = dm.filter(list(frame.index)) if len(frame) < dm.shape[0] else dm
         table = permanova(sub, frame, terms, strata=frame["household"] if use_strata else None,
-                          permutations=s.permutations, by="terms", seed=s.seed)
+                          permutations=s.permutations, by=by, seed=s.seed)
         table.attrs = {}  # the permutation arrays stay out of the report table
         table = table.assign(metric=metric, model=model, formula=formula(terms),
                              permutations=s.permutations, strata="household" if use_strata else "none")
