@@ -1,4 +1,4 @@
-# Provenance of the run (and, later, the classification and the HTML report).
+# Provenance of the run and the self-contained HTML report (both read every stage's outputs).
 
 
 rule provenance:
@@ -6,21 +6,48 @@ rule provenance:
         list(FINAL_OUTPUTS),
     output:
         out("provenance.json"),
-    params:
-        py=PY,
-        config=as_json(config),
-        outdir=lambda wildcards, output: Path(output[0]).parent,
     log:
         log_path("provenance"),
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
         runtime=config["resources"]["runtime"],
-    conda:
-        "../envs/workflow.yaml"
+    params:
+        py=PY,
+        config=as_json(config),
+        outdir=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "{params.py} workflow_scripts.provenance --config {params.config:q}"
         " --outdir {params.outdir} --out {output} {input} > {log} 2>&1"
 
 
 FINAL_OUTPUTS.append(out("provenance.json"))
+
+
+rule report:
+    input:
+        list(FINAL_OUTPUTS),
+    output:
+        report(
+            out("report/report.html"),
+            caption="../resources/report/report.rst",
+            category="Report",
+        ),
+    log:
+        log_path("report"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        outdir=lambda wildcards, output: Path(output[0]).parent.parent,
+    shell:
+        "{params.py} workflow_scripts.report.build --outdir {params.outdir} --out {output} > {log} 2>&1"
+
+
+FINAL_OUTPUTS.append(out("report/report.html"))

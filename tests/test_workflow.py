@@ -134,3 +134,37 @@ def test_unknown_config_key_is_rejected(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"))
     assert result.returncode != 0 and "rnak" in result.stderr
+
+
+def test_report_is_self_contained_and_complete(bundled_run):
+    text = (bundled_run / "report" / "report.html").read_text()
+    for heading in ("Cohort", "Diversity", "Differential abundance", "Genotype x microbiota",
+                    "Species classification", "Methods and parameters"):
+        assert f"<h2>{heading}</h2>" in text
+    # Opens offline: no external scripts, styles or images.
+    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
+    assert "<script" not in text and text.count('src="data:image/png;base64,') >= 7
+    # Figures and numbers from the run are in it.
+    assert "What was dropped, and why" in text and "not_in_stool_manifest" in text
+    assert "PERMANOVA" in text and "Seed: <b>1</b>" in text
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(bundled_run, tmp_path):
+    import numpy as np
+    from matplotlib.image import imread
+
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1800",
+                    f"--screenshot={shot}", (bundled_run / "report" / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (1800, 1200)
+    # Not blank: text and figures put dark pixels on a good share of rows, with real variation.
+    dark_rows = (pixels.min(axis=(1, 2)) < 0.4).mean()
+    assert dark_rows > 0.3 and pixels.std() > 0.05

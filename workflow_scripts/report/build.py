@@ -1,0 +1,174 @@
+"""The HTML report: one self-contained page a clinician-scientist can read.
+
+Sections: cohort (from the ledger), diversity, differential abundance, genotype
+x microbiota, species classification, methods and parameters (config, package
+versions, seed, input checksums from ``provenance.json``). Each section reads
+its stage's files under ``outdir``; a stage that did not run says so.
+
+    python -m workflow_scripts.report.build --outdir results --out results/report/report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .html import esc, image, page, table
+
+
+def _tsv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"id": str, "sample_id": str, "participant_id": str,
+                                              "household_id": str, "feature": str, "variant_id": str})
+
+
+def _figures(directory: Path) -> str:
+    return "".join(image(p, p.stem.replace("_", " ")) for p in sorted(directory.glob("*.png")))
+
+
+def cohort_section(outdir: Path) -> str:
+    info = json.loads((outdir / "ingest" / "cohort" / "cohort.json").read_text())
+    part = _tsv(outdir / "ingest" / "cohort" / "participants.tsv")
+    ledger = _tsv(outdir / "ingest" / "ledger.tsv")
+    case, control = info["case_label"], info["control_label"]
+    cards = [("participants", info["n_participants"]), ("household pairs", info["n_households_paired"]),
+             ("stool samples", info["n_samples"]), ("sites", part["site"].nunique()),
+             (f"taxa at {info['rank']}", info["n_taxa"]), ("variants", info["n_variants"])]
+    body = '<div class="cards">' + "".join(f'<div class="card"><b>{v}</b>{esc(k)}</div>' for k, v in cards)
+    body += "</div>"
+    by_site = part.groupby(["site", "status"]).size().unstack(fill_value=0)
+    body += "<h3>Participants by site</h3>" + table(by_site, index=True)
+    if "dmt" in part.columns:
+        dmt = part.loc[part["status"] == case, "dmt"].fillna("unknown").value_counts().rename("patients")
+        body += f"<h3>Disease-modifying therapy ({esc(case)} patients)</h3>" + table(dmt.to_frame(), index=True)
+    dropped = ledger[ledger["outcome"] == "dropped"]
+    summary = ledger.groupby(["entity", "outcome"]).size().unstack(fill_value=0)
+    body += "<h3>What went in and what was kept</h3>" + table(summary, index=True)
+    if len(dropped):
+        reasons = dropped.groupby(["entity", "reason"]).size().rename("n").reset_index()
+        body += "<h3>What was dropped, and why</h3>" + table(reasons)
+    else:
+        body += "<p>Nothing was dropped at ingest.</p>"
+    body += (f'<p class="note">Every input id is in <code>ingest/ledger.tsv</code>. Status labels: '
+             f"{esc(case)} (case) and {esc(control)} (household control).</p>")
+    return body
+
+
+def diversity_section(outdir: Path) -> str:
+    d = outdir / "diversity"
+    if not (d / "permanova.tsv").exists():
+        return '<p class="skip">The diversity stage did not run.</p>'
+    tests = _tsv(d / "alpha_tests.tsv")
+    body = "<h3>Alpha diversity, MS vs household controls</h3>"
+    body += table(tests[["metric", "test", "effect", "se", "p_value", "n", "n_pairs"]])
+    if (d / "figures" / "alpha.png").exists():
+        body += image(d / "figures" / "alpha.png", "alpha diversity by status")
+    perm = _tsv(d / "permanova.tsv")
+    terms = perm[~perm["term"].isin(["Residual", "Total"])]
+    body += "<h3>PERMANOVA</h3>" + table(terms[["metric", "model", "term", "df", "r2", "pseudo_f", "p_value",
+                                                  "strata"]], max_rows=80)
+    body += ('<p class="note">Model <code>status</code>: permutations within households (the paired test). '
+             "<code>adjusted</code>: sequential terms; <code>adjusted_marginal</code>: each term after all "
+             "others.</p>")
+    if (d / "permdisp.tsv").exists():
+        body += "<h3>Dispersion (PERMDISP) by status</h3>" + table(_tsv(d / "permdisp.tsv"))
+    body += "<h3>Ordination</h3>" + "".join(image(p, p.stem) for p in sorted((d / "figures").glob("pcoa_*.png")))
+    return body
+
+
+def differential_section(outdir: Path) -> str:
+    d = outdir / "differential"
+    if not (d / "consensus.tsv").exists():
+        return '<p class="skip">The differential-abundance stage did not run.</p>'
+    consensus = _tsv(d / "consensus.tsv")
+    called = consensus[consensus["call"] != "none"] if "call" in consensus.columns else consensus
+    body = f"<p>{len(called)} of {len(consensus)} tested taxa are called by the consensus.</p>"
+    body += table(called, max_rows=40)
+    body += _figures(d / "figures") if (d / "figures").is_dir() else ""
+    return body
+
+
+def association_section(outdir: Path) -> str:
+    d = outdir / "association"
+    if not (d / "genotype_species.tsv").exists():
+        return ('<p class="skip">Skipped: the cohort has no genotypes (no blood manifest or genotype '
+                "file was configured).</p>")
+    results = _tsv(d / "genotype_species.tsv")
+    body = f"<p>{len(results)} variant x taxon tests.</p>"
+    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+    labelled = summary.get("labelled_variants", [])
+    if labelled:
+        rows = []
+        for v in labelled:
+            for kind in ("genotype", "interaction"):
+                best = v.get(kind) or {}
+                rows.append({"variant": v.get("variant_id"), "label": v.get("label"),
+                             "locus": v.get("gene_or_locus"), "effect": kind,
+                             "best taxon": best.get("feature"), "beta": best.get("beta"),
+                             "q": best.get("q"), "significant taxa": best.get("n_significant")})
+        body += "<h3>Labelled variants</h3>" + table(pd.DataFrame(rows))
+    top = results.sort_values(["q_interaction", "p_interaction"]).head(15)
+    body += "<h3>Strongest genotype x MS interactions</h3>" + table(top[[c for c in (
+        "variant_id", "feature", "n", "allele_frequency", "beta_interaction", "p_interaction", "q_interaction",
+        "beta_genotype", "q_genotype") if c in top.columns]])
+    body += _figures(d / "figures") if (d / "figures").is_dir() else ""
+    return body
+
+
+def classification_section(outdir: Path) -> str:
+    path = outdir / "classification" / "species_classification.tsv"
+    if not path.exists():
+        return '<p class="skip">The classification stage did not run.</p>'
+    frame = _tsv(path)
+    counts = frame["class"].value_counts()
+    body = "<p>" + ", ".join(f"{esc(k)}: {v}" for k, v in counts.items()) + "</p>"
+    order = frame["class"].map({"high-risk": 0, "protective": 1, "neutral": 2})
+    body += table(frame.assign(_o=order).sort_values(["_o", "feature"]).drop(columns="_o"), max_rows=80)
+    return body
+
+
+def methods_section(outdir: Path) -> str:
+    path = outdir / "provenance.json"
+    if not path.exists():
+        return '<p class="skip">No provenance.json.</p>'
+    record = json.loads(path.read_text())
+    versions = pd.Series(record["packages"], name="version").to_frame()
+    inputs = pd.DataFrame([{"input": k, "path": v["path"], "sha256": v["sha256"][:16] + "…"}
+                           for k, v in record["inputs"].items()])
+    return (f"<p>Seed: <b>{esc(record['seed'])}</b>. Full record: <code>provenance.json</code>.</p>"
+            "<h3>Configuration</h3><pre>" + esc(yaml.safe_dump(record["config"], sort_keys=False)) + "</pre>"
+            "<h3>Software</h3>" + table(versions, index=True) + "<h3>Inputs</h3>" + table(inputs))
+
+
+SECTIONS = [("cohort", "Cohort", cohort_section), ("diversity", "Diversity", diversity_section),
+            ("differential", "Differential abundance", differential_section),
+            ("association", "Genotype x microbiota", association_section),
+            ("classification", "Species classification", classification_section),
+            ("methods", "Methods and parameters", methods_section)]
+
+
+def build(outdir: str | Path) -> str:
+    outdir = Path(outdir)
+    info = json.loads((outdir / "ingest" / "cohort" / "cohort.json").read_text())
+    subtitle = (f"{info['n_participants']} participants, {info['n_households_paired']} household pairs; "
+                f"{info['case_label']} vs {info['control_label']}; rank {info['rank']}.")
+    return page("Gut microbiome in multiple sclerosis: cohort report",
+                [(a, t, f(outdir)) for a, t, f in SECTIONS], subtitle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--outdir", required=True, help="the run's results directory")
+    parser.add_argument("--out", required=True, help="report.html to write")
+    args = parser.parse_args(argv)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(build(args.outdir), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
