@@ -7,7 +7,6 @@ in every file. The CLI (``cli.py``) writes the results only after that.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import skbio
 
 from ..cohort import Cohort
 from ..errors import InputError, Problem, Problems
+from ..provenance import sha256
 from ..io.abundance import check_values, read_abundance
 from ..io.genotypes import Genotypes, read_genotypes, read_variant_annotation
 from ..io.tables import read_table
@@ -73,14 +73,6 @@ class _Collector:
         except InputError as err:
             self.problems.extend(err.problems)
             return None
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:

@@ -26,6 +26,10 @@ def _tsv(path: Path) -> pd.DataFrame:
                                               "household_id": str, "feature": str, "variant_id": str})
 
 
+def _not_run(stage: str) -> str:
+    return f'<p class="skip">The {stage} stage did not run.</p>'
+
+
 def _figures(directory: Path) -> str:
     return "".join(image(p, p.stem.replace("_", " ")) for p in sorted(directory.glob("*.png")))
 
@@ -61,7 +65,7 @@ def cohort_section(outdir: Path) -> str:
 def diversity_section(outdir: Path) -> str:
     d = outdir / "diversity"
     if not (d / "permanova.tsv").exists():
-        return '<p class="skip">The diversity stage did not run.</p>'
+        return _not_run("diversity")
     tests = _tsv(d / "alpha_tests.tsv")
     body = "<h3>Alpha diversity, MS vs household controls</h3>"
     body += table(tests[["metric", "test", "effect", "se", "p_value", "n", "n_pairs"]])
@@ -83,7 +87,7 @@ def diversity_section(outdir: Path) -> str:
 def differential_section(outdir: Path) -> str:
     d = outdir / "differential"
     if not (d / "consensus.tsv").exists():
-        return '<p class="skip">The differential-abundance stage did not run.</p>'
+        return _not_run("differential-abundance")
     consensus = _tsv(d / "consensus.tsv")
     called = consensus[consensus["call"] != "none"] if "call" in consensus.columns else consensus
     body = f"<p>{len(called)} of {len(consensus)} tested taxa are called by the consensus.</p>"
@@ -122,7 +126,7 @@ def association_section(outdir: Path) -> str:
 def classification_section(outdir: Path) -> str:
     path = outdir / "classification" / "species_classification.tsv"
     if not path.exists():
-        return '<p class="skip">The classification stage did not run.</p>'
+        return _not_run("classification")
     frame = _tsv(path)
     counts = frame["class"].value_counts()
     body = "<p>" + ", ".join(f"{esc(k)}: {v}" for k, v in counts.items()) + "</p>"
