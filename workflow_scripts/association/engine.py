@@ -280,6 +280,12 @@ class _Stats:
     gy: np.ndarray         # (m, S)
     hy: np.ndarray         # (m, S)
     yy: np.ndarray         # (m, S) or (1, S)
+    # The centred dosages x (m, n; design order, 0 where missing) and their
+    # coefficients a = Q'x, c = Q'(x * status), kept for callers that need the
+    # projected genotypes themselves (household-robust errors).
+    x: np.ndarray | None = None
+    a: np.ndarray | None = None
+    c: np.ndarray | None = None
 
 
 def _chunk_stats(design: Design, dosage: np.ndarray) -> _Stats:
@@ -346,6 +352,9 @@ def _chunk_stats(design: Design, dosage: np.ndarray) -> _Stats:
         gy=gy,
         hy=hy,
         yy=design.yy[None, :],
+        x=x,
+        a=a,
+        c=c,
     )
     if partial.size:
         _correct_missing(design, stats, missing[partial], a[partial], c[partial], partial)
@@ -417,6 +426,37 @@ def _two_sided_p(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     return 2.0 * special.stdtr(df[:, None], -np.abs(t))
 
 
+def _solve(stats: _Stats) -> dict[str, np.ndarray]:
+    """Point estimates of both models and what their standard errors need.
+
+    Returns a dict of arrays: per variant (m,) ``gg``, ``df_a``, ``ok_g``,
+    ``ratio``, ``hh_perp``, ``df_b``, ``ok_int``; per variant x feature (m, S)
+    ``beta``, ``rss_a``, ``beta_int``, ``hy_perp``, ``rss_b``.  Unidentified
+    entries are NaN (see :func:`_fit` for the formulas).  Shared by
+    :func:`_fit` (model-based OLS errors) and
+    :mod:`workflow_scripts.association.clustered` (household-robust errors).
+    """
+    df_a = (stats.n - stats.rank - 1).astype(float)
+    df_b = df_a - 1.0
+    ok_g = (stats.ss_g > 0) & (stats.gg > COLLINEARITY_TOL * stats.ss_g) & (df_a > 0)
+    gg = np.where(ok_g, stats.gg, np.nan)
+    df_a = np.where(ok_g, df_a, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = stats.gy / gg[:, None]
+        rss_a = np.maximum(stats.yy - beta * stats.gy, 0.0)
+        ratio = stats.gh / gg
+        hh_perp = stats.hh - ratio * stats.gh
+        ok_int = ok_g & (stats.ss_h > 0) & (hh_perp > COLLINEARITY_TOL * stats.ss_h) & (df_b > 0)
+        hh_perp = np.where(ok_int, hh_perp, np.nan)
+        df_b = np.where(ok_int, df_b, np.nan)
+        hy_perp = stats.hy - ratio[:, None] * stats.gy
+        beta_int = hy_perp / hh_perp[:, None]
+        rss_b = np.maximum(rss_a - beta_int * hy_perp, 0.0)
+    return {"gg": gg, "df_a": df_a, "ok_g": ok_g, "ratio": ratio, "hh_perp": hh_perp,
+            "df_b": df_b, "ok_int": ok_int, "beta": beta, "rss_a": rss_a,
+            "beta_int": beta_int, "hy_perp": hy_perp, "rss_b": rss_b}
+
+
 def _fit(stats: _Stats) -> dict[str, np.ndarray]:
     """Estimates, standard errors, t and p of both models, all (m, S).
 
@@ -440,37 +480,22 @@ def _fit(stats: _Stats) -> dict[str, np.ndarray]:
     ``[C, g]`` (e.g. no carrier among cases, or every carrier a case), gives
     NaN rather than an estimate of an unidentified coefficient.
     """
-    df_a = (stats.n - stats.rank - 1).astype(float)
-    df_b = df_a - 1.0
-    ok_g = (stats.ss_g > 0) & (stats.gg > COLLINEARITY_TOL * stats.ss_g) & (df_a > 0)
-    gg = np.where(ok_g, stats.gg, np.nan)
-    df_a = np.where(ok_g, df_a, np.nan)
+    s = _solve(stats)
     with np.errstate(invalid="ignore", divide="ignore"):
-        beta = stats.gy / gg[:, None]
-        rss_a = np.maximum(stats.yy - beta * stats.gy, 0.0)
-        se = np.sqrt(rss_a / (df_a * gg)[:, None])
-        t = beta / se
-
-        ratio = stats.gh / gg
-        hh_perp = stats.hh - ratio * stats.gh
-        ok_int = ok_g & (stats.ss_h > 0) & (hh_perp > COLLINEARITY_TOL * stats.ss_h) & (df_b > 0)
-        hh_perp = np.where(ok_int, hh_perp, np.nan)
-        df_b = np.where(ok_int, df_b, np.nan)
-        hy_perp = stats.hy - ratio[:, None] * stats.gy
-        beta_int = hy_perp / hh_perp[:, None]
-        rss_b = np.maximum(rss_a - beta_int * hy_perp, 0.0)
-        se_int = np.sqrt(rss_b / (df_b * hh_perp)[:, None])
-        t_int = beta_int / se_int
+        se = np.sqrt(s["rss_a"] / (s["df_a"] * s["gg"])[:, None])
+        t = s["beta"] / se
+        se_int = np.sqrt(s["rss_b"] / (s["df_b"] * s["hh_perp"])[:, None])
+        t_int = s["beta_int"] / se_int
     return {
-        "beta_genotype": beta,
+        "beta_genotype": s["beta"],
         "se_genotype": se,
         "t_genotype": t,
-        "p_genotype": _two_sided_p(t, df_a),
-        "beta_interaction": beta_int,
+        "p_genotype": _two_sided_p(t, s["df_a"]),
+        "beta_interaction": s["beta_int"],
         "se_interaction": se_int,
         "t_interaction": t_int,
-        "p_interaction": _two_sided_p(t_int, df_b),
-        "beta_genotype_interaction_model": beta - ratio[:, None] * beta_int,
+        "p_interaction": _two_sided_p(t_int, s["df_b"]),
+        "beta_genotype_interaction_model": s["beta"] - s["ratio"][:, None] * s["beta_int"],
     }
 
 
