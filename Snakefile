@@ -10,6 +10,7 @@ include: "rules/ingest.smk"
 include: "rules/diversity.smk"
 include: "rules/differential.smk"
 include: "rules/association.smk"
+include: "rules/classification.smk"
 include: "rules/report.smk"
 
 

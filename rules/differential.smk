@@ -1,1 +1,232 @@
-# Differential abundance: MS vs household controls (issue 4).
+# Differential abundance: MS vs household controls (issue 4). Prepare the design and the
+# tested features, run every configured method (one job each), the therapy effects, the
+# pseudo-count sensitivity and the per-site meta-analysis, then the consensus and figures.
+
+
+validate_section("differential")
+
+DIFFERENTIAL_METHODS = config["differential"]["methods"]
+DIFFERENTIAL_SETTINGS = as_json(
+    dict(config["differential"], covariates=config["covariates"], seed=config["seed"])
+)
+
+
+FINAL_OUTPUTS.extend(
+    [
+        out("differential/ledger.tsv"),
+        out("differential/features.tsv"),
+        out("differential/consensus.tsv"),
+        out("differential/sensitivity.tsv"),
+        out("differential/treatment_effects.tsv"),
+        out("differential/site_effects.tsv"),
+        out("differential/site_meta.tsv"),
+        out("differential/figures/agreement.png"),
+    ]
+    + expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS)
+    + expand(
+        out("differential/figures/volcano_{method}.png"), method=DIFFERENTIAL_METHODS
+    )
+)
+
+
+rule differential_prepare:
+    input:
+        cohort=cohort_outputs(),
+    output:
+        ledger=out("differential/ledger.tsv"),
+        features=out("differential/features.tsv"),
+    log:
+        log_path("differential_prepare"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+    shell:
+        "{params.py} workflow_scripts.differential.cli prepare --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --ledger {output.ledger}"
+        " --features {output.features} --log {log}"
+
+
+rule differential_method:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+    output:
+        out("differential/{method}.tsv"),
+    log:
+        log_path("differential_{method}"),
+    wildcard_constraints:
+        method="|".join(DIFFERENTIAL_METHODS),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+    shell:
+        "{params.py} workflow_scripts.differential.cli method --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --features {input.features}"
+        " --method {wildcards.method} --output {output} --log {log}"
+
+
+rule differential_sensitivity:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+    output:
+        out("differential/sensitivity.tsv"),
+    log:
+        log_path("differential_sensitivity"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+    shell:
+        "{params.py} workflow_scripts.differential.cli sensitivity --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --features {input.features}"
+        " --output {output} --log {log}"
+
+
+rule differential_treatment:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+    output:
+        out("differential/treatment_effects.tsv"),
+    log:
+        log_path("differential_treatment"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+    shell:
+        "{params.py} workflow_scripts.differential.cli treatment --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --features {input.features}"
+        " --output {output} --log {log}"
+
+
+rule differential_sites:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+    output:
+        effects=out("differential/site_effects.tsv"),
+        meta=out("differential/site_meta.tsv"),
+    log:
+        log_path("differential_sites"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+    shell:
+        "{params.py} workflow_scripts.differential.cli sites --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --features {input.features}"
+        " --effects {output.effects} --meta {output.meta} --log {log}"
+
+
+rule differential_consensus:
+    input:
+        methods=expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS),
+        sensitivity=out("differential/sensitivity.tsv"),
+        site_meta=out("differential/site_meta.tsv"),
+    output:
+        out("differential/consensus.tsv"),
+    log:
+        log_path("differential_consensus"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+    shell:
+        "{params.py} workflow_scripts.differential.cli consensus"
+        " --settings {params.settings:q} --methods {input.methods}"
+        " --sensitivity {input.sensitivity} --site-meta {input.site_meta}"
+        " --output {output} --log {log}"
+
+
+rule differential_volcano:
+    input:
+        out("differential/{method}.tsv"),
+    output:
+        report(
+            out("differential/figures/volcano_{method}.png"),
+            caption="../resources/report/volcano.rst",
+            category="Differential abundance",
+            subcategory="{method}",
+        ),
+    log:
+        log_path("differential_volcano_{method}"),
+    wildcard_constraints:
+        method="|".join(DIFFERENTIAL_METHODS),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+    shell:
+        "{params.py} workflow_scripts.differential.cli volcano --settings {params.settings:q}"
+        " --table {input} --output {output} --log {log}"
+
+
+rule differential_agreement:
+    input:
+        consensus=out("differential/consensus.tsv"),
+        methods=expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS),
+    output:
+        report(
+            out("differential/figures/agreement.png"),
+            caption="../resources/report/agreement.rst",
+            category="Differential abundance",
+        ),
+    log:
+        log_path("differential_agreement"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=config["resources"]["runtime"],
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+    shell:
+        "{params.py} workflow_scripts.differential.cli agreement --settings {params.settings:q}"
+        " --consensus {input.consensus} --methods {input.methods}"
+        " --output {output} --log {log}"

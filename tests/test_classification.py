@@ -45,7 +45,8 @@ def stage_outputs():
 
 def test_each_branch_of_the_rule(stage_outputs):
     consensus, primary, sites, treatment, untested, assoc, variants = stage_outputs
-    out = classify(consensus, primary, sites, Rule(min_effect=0.5), untested=untested, treatment=treatment,
+    out = classify(consensus, primary, sites, Rule(min_effect=0.5, exclude_site_driven=True), untested=untested,
+                   treatment=treatment,
                    associations=assoc, variants=variants).set_index("feature")
     assert out.loc["s__A", "class"] == "high-risk" and "enriched in MS: 4 of 6" in out.loc["s__A", "reason"]
     assert out.loc["s__B", "class"] == "neutral" and "sign inconsistent across sites (33% of 3" in \
@@ -71,11 +72,11 @@ def test_each_branch_of_the_rule(stage_outputs):
 def test_protective_when_depleted_consistently(stage_outputs):
     consensus, primary, sites, *_ = stage_outputs
     sites = sites.assign(effect=[1.0, 0.5, 0.2, -0.3, -0.2, -0.1])
-    out = classify(consensus, primary, sites, Rule()).set_index("feature")
-    assert out.loc["s__B", "class"] == "protective" and "depleted in MS" in out.loc["s__B", "reason"]
-    assert out.loc["s__F", "class"] == "neutral"  # site-driven
-    relaxed = classify(consensus, primary, sites, Rule(exclude_site_driven=False)).set_index("feature")
-    assert relaxed.loc["s__F", "class"] == "high-risk"
+    strict = classify(consensus, primary, sites, Rule(exclude_site_driven=True)).set_index("feature")
+    assert strict.loc["s__B", "class"] == "protective" and "depleted in MS" in strict.loc["s__B", "reason"]
+    assert strict.loc["s__F", "class"] == "neutral"  # site-driven
+    default = classify(consensus, primary, sites, Rule()).set_index("feature")
+    assert default.loc["s__F", "class"] == "high-risk" and bool(default.loc["s__F", "site_driven"])
 
 
 @pytest.mark.parametrize("beta, call, text", [

@@ -11,9 +11,12 @@ The decision rule (parameters in ``config/schema/classification.schema.yaml``):
    untreated MS vs household control) is at least ``min_effect`` in size.
 3. The taxon is present in at least ``min_prevalence`` of cases or of controls.
 4. The sign is consistent across sites: at least ``min_site_agreement`` of
-   the sites with an estimate show the call's sign, and (with
-   ``exclude_site_driven``) the meta-analysis does not lose significance when
-   one site is left out.
+   the sites with an estimate show the call's sign. With
+   ``exclude_site_driven`` the site meta-analysis must also keep its
+   significance when any one site is left out; this is off by default because
+   with few sites (the iMSMS has 7, many cohorts 2-3) leaving one out often
+   costs significance for real effects, so ``site_driven`` is reported as
+   evidence instead.
 5. With ``require_pseudocount_robust``, the call survives other zero replacements.
 
 ``up`` then means **high-risk** (enriched in MS) and ``down`` **protective**;
@@ -45,7 +48,7 @@ class Rule:
     min_effect: float = 0.0
     min_prevalence: float = 0.1
     min_site_agreement: float = 0.5
-    exclude_site_driven: bool = True
+    exclude_site_driven: bool = False
     require_pseudocount_robust: bool = False
     q_threshold: float = 0.05
 
@@ -59,12 +62,14 @@ def site_agreement(site_effects: pd.DataFrame, direction: pd.Series) -> pd.DataF
 
 
 def _treatment_text(treatment: pd.DataFrame | None, q: float) -> pd.Series:
+    """Per taxon: the therapies that change it significantly, in words."""
     if treatment is None or treatment.empty:
         return pd.Series(dtype=object)
     hits = treatment[treatment["qvalue"] < q].sort_values(["feature", "qvalue", "term"])
-    return hits.groupby("feature").apply(
-        lambda g: "; ".join(f"{t.removeprefix('dmt_')} ({e:+.2f}, q={qv:.2g})"
-                            for t, e, qv in zip(g["term"], g["effect"], g["qvalue"])), include_groups=False)
+    text = {feature: "; ".join(f"{t.removeprefix('dmt_')} ({e:+.2f}, q={qv:.2g})"
+                               for t, e, qv in zip(g["term"], g["effect"], g["qvalue"]))
+            for feature, g in hits.groupby("feature")}
+    return pd.Series(text, dtype=object)
 
 
 def modifier_text(beta: float, call: str, name: str) -> str:

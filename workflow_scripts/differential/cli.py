@@ -1,0 +1,185 @@
+"""Command line of the differential-abundance stage (what ``rules/differential.smk`` runs).
+
+    python -m workflow_scripts.differential.cli prepare --cohort DIR --settings JSON \\
+        --ledger differential/ledger.tsv --features differential/features.tsv
+    python -m workflow_scripts.differential.cli method --cohort DIR --settings JSON \\
+        --features differential/features.tsv --method linda --output differential/linda.tsv
+    python -m workflow_scripts.differential.cli treatment --cohort DIR --settings JSON \\
+        --features differential/features.tsv --output differential/treatment_effects.tsv
+    python -m workflow_scripts.differential.cli sensitivity --cohort DIR --settings JSON \\
+        --features differential/features.tsv --output differential/sensitivity.tsv
+    python -m workflow_scripts.differential.cli sites --cohort DIR --settings JSON \\
+        --features differential/features.tsv --effects differential/site_effects.tsv \\
+        --meta differential/site_meta.tsv
+    python -m workflow_scripts.differential.cli consensus --settings JSON --methods A.tsv B.tsv \\
+        --sensitivity differential/sensitivity.tsv --site-meta differential/site_meta.tsv \\
+        --output differential/consensus.tsv
+    python -m workflow_scripts.differential.cli volcano --settings JSON --table linda.tsv --output linda.png
+    python -m workflow_scripts.differential.cli agreement --settings JSON --consensus consensus.tsv \\
+        --methods A.tsv B.tsv --output agreement.png
+
+``--settings`` is the ``differential`` config section with the top-level
+``covariates`` and ``seed`` as JSON (or ``@file.json``). Every table is a
+UTF-8 TSV sorted by feature, floats with 10 significant digits, so the same
+cohort and settings give byte-identical files. All statistics live in the
+other modules of :mod:`workflow_scripts.differential`; this module only reads
+and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from workflow_scripts.cohort import read_cohort
+from workflow_scripts.differential import figures, meta, methods_linda, sensitivity
+from workflow_scripts.differential.consensus import Rule, add_site_meta, apply_robustness, consensus
+from workflow_scripts.differential.methods import read_method_table, run_method
+from workflow_scripts.differential.stage import STAGE, Settings, StageData, describe, prepare
+from workflow_scripts.ingest.cli import setup_logging
+
+log = logging.getLogger(STAGE)
+FLOAT_FORMAT = "%.10g"
+
+
+def write_tsv(frame: pd.DataFrame, path) -> None:
+    """A table as TSV with the stage's fixed formatting."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep="\t", index=False, lineterminator="\n", na_rep="", float_format=FLOAT_FORMAT)
+
+
+def read_tsv(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype={"feature": str})
+
+
+def load_settings(text: str) -> Settings:
+    text = Path(text[1:]).read_text() if text.startswith("@") else text
+    return Settings.from_dict(json.loads(text))
+
+
+def stage_data(cohort_dir, settings: Settings, features_path=None) -> StageData:
+    """Prepare the stage data; check the tested features against ``features.tsv`` if given."""
+    data = prepare(read_cohort(cohort_dir, mmap_genotypes=True), settings)
+    if features_path is not None:
+        expected = list(read_tsv(features_path)["feature"])
+        if sorted(expected) != sorted(data.features):
+            raise RuntimeError(f"{features_path} lists other features than this run selects; "
+                               "rerun the differential_prepare rule")
+    return data
+
+
+def features_table(data: StageData) -> pd.DataFrame:
+    """The tested features with overall prevalence and per-group descriptives."""
+    stats = describe(data.profiles, data.status, data.features)
+    stats.insert(2, "prevalence", (data.profiles[list(data.features)] > 0).mean(axis=0).to_numpy())
+    return stats.reset_index().sort_values("feature", kind="stable", ignore_index=True)
+
+
+def cmd_prepare(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings)
+    ledger = pd.concat([data.ledger, meta.site_exclusions(data)], ignore_index=True)
+    write_tsv(ledger, args.ledger)
+    write_tsv(features_table(data), args.features)
+    log.info("%d participants (%d households with a case and a control), %d features tested, "
+             "%d ledger rows", len(data.design.frame), len(data.pairs.households), len(data.features),
+             len(ledger))
+
+
+def cmd_method(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    table = run_method(args.method, data)
+    write_tsv(table, args.output)
+    log.info("%s: %d features, %d with q < %g", args.method, len(table),
+             int((table["qvalue"] < settings.q_threshold).sum()), settings.q_threshold)
+
+
+def cmd_treatment(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    write_tsv(methods_linda.treatment_effects(data), args.output)
+
+
+def cmd_sensitivity(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    write_tsv(sensitivity.rerun(data), args.output)
+
+
+def cmd_sites(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    effects, _ = meta.per_site(data)
+    write_tsv(effects, args.effects)
+    write_tsv(meta.meta_analysis(effects, data.features), args.meta)
+
+
+def _method_tables(paths) -> dict[str, pd.DataFrame]:
+    tables = {}
+    for path in paths:
+        table = read_method_table(path)
+        name = str(table["method"].iloc[0]) if len(table) else Path(path).stem
+        tables[name] = table
+    return tables
+
+
+def cmd_consensus(args) -> None:
+    settings = load_settings(args.settings)
+    tables = _method_tables(args.methods)
+    rule = Rule.from_settings(settings)
+    table = consensus(tables, rule)
+    alternatives = read_tsv(args.sensitivity)
+    table = apply_robustness(table, sensitivity.alternative_calls(tables, alternatives, rule),
+                             bool(settings.consensus["require_pseudocount_robust"]))
+    table = add_site_meta(table, read_tsv(args.site_meta))
+    write_tsv(table, args.output)
+    log.info("consensus: %d up, %d down of %d features", int((table["call"] == "up").sum()),
+             int((table["call"] == "down").sum()), len(table))
+
+
+def cmd_volcano(args) -> None:
+    settings = load_settings(args.settings)
+    figures.volcano(read_method_table(args.table), args.output, settings.q_threshold)
+
+
+def cmd_agreement(args) -> None:
+    settings = load_settings(args.settings)
+    figures.agreement(read_tsv(args.consensus), _method_tables(args.methods), args.output,
+                      settings.q_threshold)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, function, *options):
+        p = sub.add_parser(name)
+        p.set_defaults(function=function)
+        p.add_argument("--settings", required=True, help="differential settings as JSON, or @file.json")
+        p.add_argument("--log", help="log file")
+        for option in options:
+            p.add_argument(f"--{option}", required=True, nargs="+" if option == "methods" else None)
+        return p
+
+    command("prepare", cmd_prepare, "cohort", "ledger", "features")
+    command("method", cmd_method, "cohort", "features", "method", "output")
+    command("treatment", cmd_treatment, "cohort", "features", "output")
+    command("sensitivity", cmd_sensitivity, "cohort", "features", "output")
+    command("sites", cmd_sites, "cohort", "features", "effects", "meta")
+    command("consensus", cmd_consensus, "methods", "sensitivity", "site-meta", "output")
+    command("volcano", cmd_volcano, "table", "output")
+    command("agreement", cmd_agreement, "consensus", "methods", "output")
+    args = parser.parse_args(argv)
+    setup_logging(args.log)
+    args.function(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
