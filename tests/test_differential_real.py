@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
 from workflow_scripts.differential.consensus import Rule, consensus
 from workflow_scripts.differential.methods import run_method
 from workflow_scripts.differential.stage import Settings, prepare
-from workflow_scripts.examples import imsms
-from workflow_scripts.ingest.harmonise import Settings as IngestSettings
-from workflow_scripts.ingest.harmonise import ingest
-
-from conftest import real_data
-
 pytestmark = pytest.mark.real_data
 
 # iMSMS Consortium, Cell 2022 (and the shotgun LMM in the source README):
@@ -23,11 +16,8 @@ PUBLISHED = {"g__Akkermansia": "up", "g__Faecalibacterium": "down", "g__Blautia"
 
 
 @pytest.fixture(scope="module")
-def imsms_stage(tmp_path_factory):
-    source = real_data("imsms_16s")
-    config = yaml.safe_load(imsms.convert(source, tmp_path_factory.mktemp("imsms_differential")).read_text())
-    config.update(case_label="MS", control_label="HHC")
-    cohort, _ = ingest(IngestSettings.from_config(config))
+def imsms_stage(imsms_cohort):
+    cohort, _ = imsms_cohort
     settings = Settings.from_dict({"aldex": {"draws": 16}})
     data = prepare(cohort, settings)
     tables = {m: run_method(m, data) for m in settings.methods}
@@ -53,3 +43,20 @@ def test_published_genera_are_called_in_their_direction(imsms_stage):
         effects = np.array([t.set_index("feature").loc[genus, "effect"] for t in tables.values()])
         assert (np.sign(effects) == sign).all(), (genus, effects)
         assert con.loc[genus, "n_significant"] >= 2 and con.loc[genus, "min_qvalue"] < 0.01
+
+
+def test_published_genera_are_classified_in_their_direction(imsms_stage):
+    from workflow_scripts.classification.rule import Rule as ClassRule
+    from workflow_scripts.classification.rule import classify
+    from workflow_scripts.differential import meta, methods_linda
+    from workflow_scripts.differential.consensus import add_site_meta
+
+    data, tables, con = imsms_stage
+    effects, _ = meta.per_site(data)
+    table = add_site_meta(con.reset_index(), meta.meta_analysis(effects, data.features))
+    out = classify(table, tables["linda"], effects, ClassRule(),
+                   treatment=methods_linda.treatment_effects(data)).set_index("feature")
+    assert out.loc["g__Akkermansia", "class"] == "high-risk", out.loc["g__Akkermansia", "reason"]
+    assert out.loc["g__Faecalibacterium", "class"] == "protective", out.loc["g__Faecalibacterium", "reason"]
+    assert out.loc["g__Blautia", "class"] == "protective", out.loc["g__Blautia", "reason"]
+    assert out.index.is_unique and set(out["class"]) <= {"protective", "neutral", "high-risk"}
