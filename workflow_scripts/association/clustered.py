@@ -81,6 +81,7 @@ from scipy import sparse
 
 from workflow_scripts.association.engine import (
     _RANK_TOL,
+    RESULT_COLUMNS,
     Design,
     _check_chunk,
     _chunk_stats,
@@ -101,22 +102,7 @@ __all__ = [
 ]
 
 #: Columns of every DataFrame yielded by :func:`associate_clustered`, in order.
-CLUSTERED_COLUMNS = [
-    "variant_id",
-    "feature",
-    "n",
-    "n_households",
-    "allele_frequency",
-    "beta_genotype",
-    "se_genotype",
-    "t_genotype",
-    "p_genotype",
-    "beta_interaction",
-    "se_interaction",
-    "t_interaction",
-    "p_interaction",
-    "beta_genotype_interaction_model",
-]
+CLUSTERED_COLUMNS = [*RESULT_COLUMNS[:3], "n_households", *RESULT_COLUMNS[3:]]
 
 _VALUE_COLUMNS = CLUSTERED_COLUMNS[5:]
 
