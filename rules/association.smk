@@ -44,8 +44,13 @@ if HAS_GENOTYPES:
         threads: 1
         resources:
             # QC and genetic PCs stream the dosages in blocks; PCs need participants^2.
-            mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-            runtime=config["resources"]["runtime"],
+            # 1.9 GB at 4,000 participants x 10,000 variants: grows with their product.
+            mem_mb=lambda wildcards, input, attempt: mem_mb(
+                1,
+                attempt,
+                extra_mb=40e-6 * cohort_size(input, "n_participants", "n_variants"),
+            ),
+            runtime=lambda wildcards, attempt: runtime(1, attempt),
         params:
             py=PY,
             settings=as_json(
@@ -78,7 +83,7 @@ if HAS_GENOTYPES:
             mem_mb=lambda wildcards, input, attempt: chunk_mem_mb(
                 input.summary, config["resources"]["mem_mb"], attempt
             ),
-            runtime=config["resources"]["runtime"],
+            runtime=lambda wildcards, attempt: runtime(1, attempt),
         params:
             py=PY,
             cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
@@ -113,7 +118,7 @@ if HAS_GENOTYPES:
             mem_mb=lambda wildcards, input, attempt: gather_mem_mb(
                 input.summary, config["resources"]["mem_mb"], attempt
             ),
-            runtime=config["resources"]["runtime"],
+            runtime=lambda wildcards, attempt: runtime(1, attempt),
         params:
             py=PY,
             outdir=lambda wildcards, output: Path(output.table).parent,
@@ -145,7 +150,7 @@ if HAS_GENOTYPES:
         threads: 1
         resources:
             mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-            runtime=config["resources"]["runtime"],
+            runtime=lambda wildcards, attempt: runtime(1, attempt),
         params:
             py=PY,
             outdir=lambda wildcards, input: Path(input.summary).parent,

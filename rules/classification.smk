@@ -24,7 +24,7 @@ rule classification:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=as_json(config["classification"]),

@@ -1,5 +1,6 @@
 # Config loading, validation and the small helpers every rule file uses.
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -128,6 +129,47 @@ def diversity_settings():
     return settings
 
 
-def mem_mb(base, attempt=1):
-    """Memory for a job: the configured baseline, doubled on each retry."""
-    return config["resources"]["mem_mb"] * base * 2 ** (attempt - 1)
+def mem_mb(base, attempt=1, extra_mb=0):
+    """Memory for a job: `base` times the configured baseline, plus `extra_mb` that grows
+    with the data, doubled on each retry (Slurm ends a job over its memory with
+    OUT_OF_MEMORY; the retry gets twice as much)."""
+    return int(
+        (config["resources"]["mem_mb"] * base + math.ceil(extra_mb))
+        * 2 ** (attempt - 1)
+    )
+
+
+def runtime(base, attempt=1, extra_min=0):
+    """Minutes for a job: `base` times the configured baseline, plus `extra_min` that grows
+    with the data, doubled on each retry (a job Slurm ends with TIMEOUT gets twice the time).
+    """
+    return int(
+        (config["resources"]["runtime"] * base + math.ceil(extra_min))
+        * 2 ** (attempt - 1)
+    )
+
+
+def cohort_size(input, *counts):
+    """Product of counts from the harmonised cohort's cohort.json among a job's inputs
+    (e.g. "n_participants", "n_variants"); 0 until ingest has written it. Resources that
+    use it are evaluated when the job is about to run, after its inputs exist."""
+    path = next((Path(p) for p in input if str(p).endswith("cohort.json")), None)
+    if path is None or not path.exists():
+        return 0
+    info = json.loads(path.read_text())
+    return math.prod(int(info.get(name) or 0) for name in counts)
+
+
+def diversity_cells(input):
+    """Cells of the diversity stage's distance matrices: metrics x participants^2."""
+    return len(diversity_metrics()) * cohort_size(
+        input, "n_participants", "n_participants"
+    )
+
+
+def diversity_minutes(input):
+    """PERMANOVA and PERMDISP: about 13 CPU-minutes per metric at 4,000 participants and
+    999 permutations, growing with participants^2 and the permutations; twice that here.
+    """
+    permutations = config["diversity"]["permutations"]
+    return 26 * diversity_cells(input) / 4000**2 * permutations / 999

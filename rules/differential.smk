@@ -42,7 +42,7 @@ rule differential_prepare:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -68,7 +68,7 @@ rule differential_method:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -92,7 +92,7 @@ rule differential_sensitivity:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -116,7 +116,7 @@ rule differential_treatment:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -141,7 +141,7 @@ rule differential_sites:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -166,7 +166,7 @@ rule differential_consensus:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -196,7 +196,7 @@ rule differential_volcano:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
@@ -222,7 +222,7 @@ rule differential_agreement:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,

@@ -46,9 +46,14 @@ rule diversity:
         "../envs/workflow.yaml"
     threads: 2
     resources:
-        # Distance matrices grow with the square of the number of samples.
-        mem_mb=lambda wildcards, attempt: mem_mb(2, attempt),
-        runtime=config["resources"]["runtime"],
+        # One participants x participants distance matrix per metric, 8 bytes a cell, kept
+        # with its ordination (1.3 GB at 4,000 participants); time: see diversity_minutes.
+        mem_mb=lambda wildcards, input, attempt: mem_mb(
+            2, attempt, extra_mb=16e-6 * diversity_cells(input)
+        ),
+        runtime=lambda wildcards, input, attempt: runtime(
+            1, attempt, extra_min=diversity_minutes(input)
+        ),
     params:
         py=PY,
         settings=as_json(diversity_settings()),

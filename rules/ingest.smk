@@ -15,8 +15,12 @@ rule ingest:
         "../envs/workflow.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        # The dosage and abundance matrices parsed from the inputs: about 25x the size of a
+        # bgzipped VCF plus a BIOM table (1.4 GB for 4,000 participants x 10,000 variants).
+        mem_mb=lambda wildcards, input, attempt: mem_mb(
+            1, attempt, extra_mb=25 * input.size_mb
+        ),
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=as_json(ingest_settings()),

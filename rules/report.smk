@@ -13,7 +13,7 @@ rule provenance:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         config=as_json(config),
@@ -42,7 +42,7 @@ rule report:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=config["resources"]["runtime"],
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         outdir=lambda wildcards, output: Path(output[0]).parent.parent,
