@@ -77,16 +77,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from workflow_scripts.association.engine import (
-    _RANK_TOL,
     RESULT_COLUMNS,
     Design,
     _check_chunk,
     _chunk_stats,
     _solve,
     iter_chunks,
+    observed_gram,
     prepare_design,
 )
 from workflow_scripts.association.tdist import two_sided_p
@@ -313,16 +312,8 @@ def _missing_terms(base: Design, missing: np.ndarray) -> tuple[np.ndarray, np.nd
     ``Q``), summed over the missing participants only, as the engine does for
     its sufficient statistics (same rank tolerance).
     """
-    m = missing.shape[0]
-    r, n_features = base.rank, base.y_resid.shape[1]
-    qq, qy, _ = base.missing_terms
-    indicator = sparse.csr_matrix(missing.astype(float))
-    gram = np.eye(r) - (indicator @ qq).reshape(m, r, r)
-    eigval, eigvec = np.linalg.eigh(gram)
-    keep = eigval > _RANK_TOL
-    inv = np.where(keep, 1.0 / np.where(keep, eigval, 1.0), 0.0)
-    gram_pinv = (eigvec * inv[:, None, :]) @ eigvec.transpose(0, 2, 1)
-    return gram_pinv, -(indicator @ qy).reshape(m, r, n_features)
+    gram_pinv, u, _, _ = observed_gram(base, missing)
+    return gram_pinv, u
 
 
 def _correct_for_missing(cd: ClusteredDesign, lin, quad, lin_left, g_t, hp, quad_left, shift, m) -> None:

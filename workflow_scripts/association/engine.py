@@ -361,6 +361,29 @@ def _chunk_stats(design: Design, dosage: np.ndarray) -> _Stats:
     return stats
 
 
+def observed_gram(design, missing):
+    """``K+``, ``u = Q_O'Y~_O``, the missing-call indicator and ``rank(K)`` for each variant.
+
+    ``K = Q_O'Q_O = I - Q_M'Q_M`` and ``u = -Q_M'Y~_M`` are sums over the
+    missing participants only (``Y~`` is orthogonal to ``Q``); eigenvalues of
+    ``K`` at or below ``_RANK_TOL`` count as zero.
+
+    Returns
+    -------
+    gram_pinv : (k, r, r); u : (k, r, S); indicator : sparse (k, n); rank : (k,)
+    """
+    k, r = missing.shape[0], design.rank
+    qq, qy, _ = design.missing_terms
+    indicator = sparse.csr_matrix(missing.astype(float))
+    gram = np.eye(r) - (indicator @ qq).reshape(k, r, r)
+    eigval, eigvec = np.linalg.eigh(gram)
+    nonzero = eigval > _RANK_TOL
+    inv = np.where(nonzero, 1.0 / np.where(nonzero, eigval, 1.0), 0.0)
+    gram_pinv = (eigvec * inv[:, None, :]) @ eigvec.transpose(0, 2, 1)
+    u = -(indicator @ qy).reshape(k, r, design.y_resid.shape[1])
+    return gram_pinv, u, indicator, nonzero.sum(axis=1)
+
+
 def _correct_missing(design: Design, stats: _Stats, missing, a, c, rows) -> None:
     """Make the statistics of variants with missing dosages exact (in place).
 
@@ -391,16 +414,9 @@ def _correct_missing(design: Design, stats: _Stats, missing, a, c, rows) -> None
     with ``n``.  ``rank(C_O) = rank(K)`` (eigenvalues above ``_RANK_TOL``)
     gives the exact residual degrees of freedom.
     """
-    k = rows.size
-    r, n_features = design.rank, design.y_resid.shape[1]
-    qq, qy, y2 = design.missing_terms
-    indicator = sparse.csr_matrix(missing.astype(float))
-    gram = np.eye(r) - (indicator @ qq).reshape(k, r, r)
-    eigval, eigvec = np.linalg.eigh(gram)
-    nonzero = eigval > _RANK_TOL
-    inv = np.where(nonzero, 1.0 / np.where(nonzero, eigval, 1.0), 0.0)
-    gram_pinv = (eigvec * inv[:, None, :]) @ eigvec.transpose(0, 2, 1)
-    u = -(indicator @ qy).reshape(k, r, n_features)
+    n_features = design.y_resid.shape[1]
+    y2 = design.missing_terms[2]
+    gram_pinv, u, indicator, rank = observed_gram(design, missing)
     w = gram_pinv @ u                                        # K+ u, (k, r, S)
     ka = np.einsum("kij,kj->ki", gram_pinv, a)              # K+ a
     kc = np.einsum("kij,kj->ki", gram_pinv, c)
@@ -413,7 +429,7 @@ def _correct_missing(design: Design, stats: _Stats, missing, a, c, rows) -> None
     stats.gg[rows] = stats.ss_g[rows] - np.einsum("kr,kr->k", a, ka)
     stats.gh[rows] = stats.ss_h[rows] - np.einsum("kr,kr->k", c, ka)
     stats.hh[rows] = stats.ss_h[rows] - np.einsum("kr,kr->k", c, kc)
-    stats.rank[rows] = nonzero.sum(axis=1)
+    stats.rank[rows] = rank
 
 
 # --------------------------------------------------------------------------
