@@ -406,15 +406,37 @@ def _variants(n_variants: int, null: bool, rng: np.random.Generator) -> pd.DataF
     return table.iloc[order].reset_index(drop=True)
 
 
+#: Random genotype effects use variants with at least this allele frequency.
+POWERED_AF = 0.25
+#: Planted genotype effects (natural log per alt allele); interactions act in MS only.
+MAIN_BETA = 0.8
+INTERACTION_BETA = 1.0
+
+
+def _powered(pool: np.ndarray, score: np.ndarray, threshold: float, k: int, rng) -> np.ndarray:
+    """``k`` random items of ``pool`` with ``score >= threshold``; the highest-scoring when too few."""
+    good = pool[score[pool] >= threshold]
+    if len(good) < k:
+        good = pool[np.argsort(-score[pool], kind="stable")[:k]]
+    return _take(good, k, rng)
+
+
 def _plan_associations(names, plan, variant_info, n_main, n_interaction, rng) -> pd.DataFrame:
     """Variant × species pairs: main effects (beta ±0.8) and genotype × MS interactions (±1.0).
 
     Named pairs first: LCT (rs4988235) lowers *Bifidobacterium longum*, FUT2
     (rs601338) raises *Bacteroides vulgatus*, and the HLA-DRB1*15:01 tag raises
     the first high-risk species (*Akkermansia muciniphila*) further in MS carriers.
-    Each variant and each species is used at most once.
+    The other pairs join a common variant (frequency >= ``POWERED_AF``) to a
+    neutral species of the detectable pool (``plan.eligible``). Each variant and
+    each species is used at most once. :func:`generate` makes every target
+    species present in every gut: structural zeros dominate the variance of a CLR
+    with a pseudo-count (a 5 % zero rate about doubles the standard error), so
+    genotype effects on zero-heavy species are not what a 300-household cohort
+    can find.
     """
     vids = variant_info["variant_id"].to_numpy()
+    af = variant_info["af_hhc"].to_numpy()
     free_v = np.ones(len(vids), bool)
     free_s = (plan.cls == "neutral") & (plan.cov_beta == 0).all(0)
     rows = []
@@ -424,21 +446,21 @@ def _plan_associations(names, plan, variant_info, n_main, n_interaction, rng) ->
         free_s[s] = False
         rows.append((vids[v], s, effect, beta))
 
-    named = [("rs4988235", "Bifidobacterium_longum", -0.8), ("rs601338", "Bacteroides_vulgatus", 0.8)]
+    named = [("rs4988235", "Bifidobacterium_longum", -MAIN_BETA), ("rs601338", "Bacteroides_vulgatus", MAIN_BETA)]
     for rsid, species, beta in named[:n_main]:  # at most two named pairs
         if rsid in vids and species in names:
             add(np.flatnonzero(vids == rsid)[0], np.flatnonzero(names == species)[0], "main", beta)
     high = np.flatnonzero(plan.cls == "high-risk")
     if n_interaction and taxa.HLA_TAG in vids and len(high):
-        add(np.flatnonzero(vids == taxa.HLA_TAG)[0], high[0], "interaction", 1.0)
+        add(np.flatnonzero(vids == taxa.HLA_TAG)[0], high[0], "interaction", INTERACTION_BETA)
     free_v[vids == taxa.HLA_TAG] = False  # its frequency differs by status: no main effect
     n_left = {"main": n_main - sum(r[2] == "main" for r in rows),
               "interaction": n_interaction - sum(r[2] == "interaction" for r in rows)}
-    for effect, size in (("main", 0.8), ("interaction", 1.0)):
+    for effect, size in (("main", MAIN_BETA), ("interaction", INTERACTION_BETA)):
         k = min(n_left[effect], free_v.sum(), free_s.sum())
-        v = _take(np.flatnonzero(free_v), k, rng)
-        s = _take(np.flatnonzero(free_s & plan.eligible) if (free_s & plan.eligible).sum() >= k
-                  else np.flatnonzero(free_s), k, rng)
+        v = _powered(np.flatnonzero(free_v), af, POWERED_AF, k, rng)
+        pool = free_s & plan.eligible if (free_s & plan.eligible).sum() >= k else free_s
+        s = _take(np.flatnonzero(pool), k, rng)
         for vi, si, sign in zip(v, s, rng.choice([-1.0, 1.0], k)):
             add(vi, si, effect, sign * size)
     return pd.DataFrame(rows, columns=["variant_id", "species_index", "effect", "beta"])
@@ -790,7 +812,8 @@ def generate(
     ``truth_species.log_fold_change`` is the planted marginal MS-vs-HHC shift of the
     latent log-abundance among participants carrying the species: genotype
     interactions are centred on the expected MS dosage so they do not change it.
-    ``prevalence`` is the planted presence probability and
+    ``prevalence`` is the planted presence probability (1 for the species with a
+    planted genotype effect, see :func:`_plan_associations`) and
     ``mean_relative_abundance`` the mean true relative abundance over stool samples.
     """
     _check(n_households, n_unpaired, n_sites, n_species, n_variants, repeat_fraction, edge_cases)
@@ -805,6 +828,8 @@ def generate(
     variant_info = _variants(n_variants, null, rng["variants"])
     assoc = _plan_associations(names, plan, variant_info, n_genotype_main, n_genotype_interaction, rng["truth"])
     calls, dosages = _genotypes(design.is_ms, variant_info, rng["genotypes"])
+    # Genotype targets are core species, present in every gut (see _plan_associations).
+    prevalence = np.where(np.isin(np.arange(n_species), assoc["species_index"]), 1.0, prevalence)
 
     on = 0.0 if null else 1.0
     dmt_effect = np.zeros((len(taxa.DRUGS) + 1, n_species))
