@@ -178,18 +178,24 @@ def _classes(truth, data, tables, con):
 
 
 def test_classification_precision_and_recall_on_planted_truth(planted):
+    """Per class: precision >= 0.95 and recall >= 0.90 on the planted cohort (seed 1).
+
+    Over 24 generated cohorts (seeds 1-24, same size) the default rule averaged
+    precision 0.974 / 0.953 and recall 0.905 / 0.975 (high-risk / protective);
+    all four held in 6 of the 24 cohorts: a single cohort has ten species per
+    class, so one miss or one wrong call moves a figure by 0.1. The misses are
+    planted species absent from many guts (structural zeros, prevalence 0.55-0.75),
+    the wrong calls mostly rare neutral species.
+    """
     truth, data, tables, con = planted
     planted_class = truth.truth_species.set_index("feature")["class"]
     ours = _classes(truth, data, tables, con)
     for label in ("high-risk", "protective"):
         called = ours.index[ours == label]
+        expected = planted_class.index[planted_class == label]
         precision = planted_class.reindex(called).eq(label).mean()
-        assert len(called) >= 8 and precision >= 0.95, (label, precision, list(called))
-    # Recall over the two classes together (per class on this cohort: protective 10/10, high-risk 8/10:
-    # the two Bifidobacterium misses are consensus misses, see the issue note).
-    disease = planted_class.index[planted_class.isin(["high-risk", "protective"])]
-    recall = (ours.reindex(disease) == planted_class.reindex(disease)).mean()
-    assert recall >= 0.90, recall
+        recall = ours.reindex(expected).eq(label).mean()
+        assert len(expected) == 10 and precision >= 0.95 and recall >= 0.90, (label, precision, recall)
     # Treatment-only species stay neutral.
     assert (ours.reindex(planted_class.index[planted_class == "treatment-only"]) == "neutral").all()
 
