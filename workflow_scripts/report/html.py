@@ -25,6 +25,7 @@ img { max-width: 100%; border: 1px solid #eef0f4; margin: 0.4em 0; }
 nav a { margin-right: 14px; font-size: 0.9em; }
 .high-risk { color: #b3261e; font-weight: 600; } .protective { color: #1e6b3a; font-weight: 600; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 0.8em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -58,7 +59,8 @@ def table(frame: pd.DataFrame, max_rows: int = 60, index: bool = False) -> str:
     for values in shown.head(max_rows).itertuples(index=False):
         rows.append("<tr>" + "".join(_cell(v.item() if hasattr(v, "item") else v) for v in values) + "</tr>")
     more = f'<p class="note">{len(shown) - max_rows} more rows in the TSV file.</p>' if len(shown) > max_rows else ""
-    return "<table>" + "".join(rows) + "</table>" + more
+    # Wide tables (the classification evidence) scroll inside the page instead of widening it.
+    return '<div class="scroll"><table>' + "".join(rows) + "</table></div>" + more
 
 
 def section(anchor: str, title: str, body: str) -> str:
