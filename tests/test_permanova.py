@@ -25,7 +25,6 @@ from workflow_scripts.diversity.permanova import (
     household_pairs,
     paired_forms,
     permanova,
-    permdisp,
     quadratic_forms,
 )
 from workflow_scripts.diversity.permutations import (
@@ -426,20 +425,3 @@ def test_gower_centre_trace_is_total_sum_of_squares():
     g = gower_centre(d)
     np.testing.assert_allclose(g.sum(axis=0), 0, atol=1e-12)
     assert np.trace(g) == pytest.approx(np.triu(d**2, 1).sum() / 12, rel=1e-12)
-
-
-# ------------------------------------------------------------ permdisp
-
-
-def test_permdisp_centroid_equals_anova_on_distances_to_centroid():
-    rng = np.random.default_rng(12)
-    points = np.vstack([rng.normal(0, 1, (20, 3)), rng.normal(0, 2.5, (20, 3))])
-    groups = pd.Series(np.repeat(["tight", "wide"], 20), index=[f"s{i}" for i in range(40)], name="disease")
-    distances = squareform(pdist(points))
-    result = permdisp(distances, groups, permutations=199, seed=1, test="centroid", ids=groups.index)
-    z = [np.linalg.norm(points[groups.to_numpy() == g] - points[groups.to_numpy() == g].mean(0), axis=1)
-         for g in ("tight", "wide")]
-    assert list(result.columns) == COLUMNS
-    assert result.term[0] == "disease" and result.df[0] == 1
-    assert result.pseudo_f[0] == pytest.approx(stats.f_oneway(*z).statistic, rel=1e-8)
-    assert result.p_value[0] == pytest.approx(1 / 200)

@@ -3,7 +3,7 @@
 :func:`permanova` returns the adonis2 table (sequential or marginal sums of
 squares, R², pseudo-F and permutation p-values) for a design with several
 terms, optionally with permutations restricted to strata (the household in
-the iMSMS pairing). :func:`permdisp` tests homogeneity of dispersions.
+the iMSMS pairing). PERMDISP (homogeneity of dispersions) is in :mod:`.permdisp`.
 
 How it is fast: the Gower-centred matrix :math:`G = -\\tfrac12 J D^{(2)} J`
 is formed once; the design enters only through an orthonormal basis whose
@@ -654,67 +654,3 @@ def _statistics(sums: np.ndarray, by, df: np.ndarray, total_ss: float, residual_
         f = (ss / df) / (residual / residual_df)
     return ss, np.where(df > 0, f, np.nan)
 
-
-def permdisp(
-    distances, groups, permutations: int = 999, seed=1, test: str = "median", ids=None
-) -> pd.DataFrame:
-    """Homogeneity of multivariate dispersions (PERMDISP), one row in the adonis2 columns.
-
-    Wraps :func:`skbio.stats.distance.permdisp` on all PCoA axes.
-
-    Parameters
-    ----------
-    distances : skbio.DistanceMatrix, pandas.DataFrame or numpy.ndarray
-        ``n x n`` dissimilarities (with ``ids`` when an ndarray).
-    groups : pandas.Series or array-like
-        Group per sample (a Series is aligned by sample id).
-    permutations : int
-        Number of permutations of the group labels.
-    seed : int
-        Seed passed to scikit-bio (``numpy.random.default_rng``).
-    test : {"median", "centroid"}
-        Distances to the group spatial median (vegan ``betadisper``'s default
-        ``type = "median"``) or to the centroid.
-    ids : sequence of str, optional
-        Sample ids of an ndarray ``distances``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row with the columns of :func:`permanova`: ``term`` (the groups'
-        name, or ``"groups"``), ``df`` = groups - 1, ``pseudo_f`` and
-        ``p_value``; ``sum_of_squares`` and ``r2`` are NaN (scikit-bio does
-        not report them).
-
-    Notes
-    -----
-    Samples are placed by principal coordinates analysis of the distances;
-    :math:`z_i` is the Euclidean distance of sample :math:`i` to its group's
-    centre, and the statistic is the one-way ANOVA
-    :math:`F = \\frac{\\sum_g n_g (\\bar z_g - \\bar z)^2/(k-1)}{\\sum_g \\sum_{i \\in g}
-    (z_i - \\bar z_g)^2/(n-k)}`. The p-value permutes group labels freely
-    (no strata). It differs from ``vegan::permutest.betadisper`` in two ways:
-    scikit-bio keeps only PCoA axes with positive eigenvalues (vegan also uses
-    the imaginary axes of non-Euclidean distances such as Bray-Curtis), and
-    vegan permutes residuals of the ANOVA on :math:`z` rather than the labels.
-
-    References
-    ----------
-    Anderson, M. J. (2006). Distance-based tests for homogeneity of
-    multivariate dispersions. Biometrics 62, 245-253.
-    """
-    from skbio import DistanceMatrix
-    from skbio.stats.distance import permdisp as skbio_permdisp
-
-    array, ids = distance_array(distances, ids)
-    name = groups.name if isinstance(groups, pd.Series) and groups.name is not None else "groups"
-    labels = _aligned(groups, pd.DataFrame(index=ids), ids, "groups")
-    matrix = DistanceMatrix(array, ids)
-    result = skbio_permdisp(matrix, list(labels), test=test, permutations=permutations,
-                            dimensions=len(ids) - 1, seed=seed, warn_neg_eigval=False)
-    k = len(set(labels))
-    return pd.DataFrame(
-        {"term": [str(name)], "df": [k - 1], "sum_of_squares": [np.nan], "r2": [np.nan],
-         "pseudo_f": [float(result["test statistic"])], "p_value": [float(result["p-value"])]},
-        columns=COLUMNS,
-    )

@@ -33,7 +33,8 @@ from ..ingest.ledger import COLUMNS as LEDGER_COLUMNS
 from .alpha import alpha_table, rarefy
 from .alpha_tests import mixed_model, paired_wilcoxon, participant_means
 from .beta import METRICS, TREE_METRICS, distance_matrix, ordination
-from .permanova import formula, permanova, permdisp
+from .permanova import formula, permanova
+from .permdisp import permdisp
 
 PERMANOVA_COLUMNS = ["metric", "model", "formula", "term", "df", "sum_of_squares", "r2", "pseudo_f",
                      "p_value", "permutations", "strata"]
@@ -102,6 +103,7 @@ def run(cohort: Cohort, s: Settings) -> DiversityResults:
         ordinations[metric] = ordination(dm, s.pcoa_dimensions)
         tables.append(_permanova_models(dm, labels, design, status_only, s, metric))
         disp = permdisp(dm, labels["status"], permutations=s.permutations, seed=s.seed)
+        disp.attrs = {}  # the permutation arrays stay out of the report table
         dispersions.append(disp.assign(metric=metric))
     permanova_table = pd.concat(tables, ignore_index=True)[PERMANOVA_COLUMNS]
     permdisp_table = pd.concat(dispersions, ignore_index=True)
