@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 import pytest
 import skbio
-from scipy.spatial.distance import braycurtis, euclidean
+from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import braycurtis, cdist, euclidean
 
 from workflow_scripts.diversity.alpha import alpha_table, rarefy
-from workflow_scripts.diversity.beta import distance_matrix, ordination, robust_clr
+from workflow_scripts.diversity.beta import distance_matrix, robust_clr
+from workflow_scripts.diversity.pcoa import ordination
+from workflow_scripts.diversity.pairwise import cityblock, sqeuclidean
 
 from conftest import real_data
 
@@ -90,6 +94,85 @@ def test_unifrac_needs_a_tree_and_matches_scikit_bio(counts):
     direct = skbio.diversity.beta.unweighted_unifrac(counts.loc["s2"].to_numpy(), counts.loc["s3"].to_numpy(),
                                                      taxa=list(counts.columns), tree=tree)
     assert dm["s2", "s3"] == pytest.approx(direct)
+
+
+def random_tree(rng, names):
+    """A random binary tree over ``names`` with some zero-length branches and a root length."""
+    tree = skbio.TreeNode.from_linkage_matrix(linkage(rng.random((len(names), 3))), names)
+    for node in tree.traverse(include_self=False):
+        node.length = 0.0 if rng.random() < 0.1 else float(rng.gamma(1.0, 0.3))
+    tree.length = 0.4
+    return tree
+
+
+@pytest.mark.parametrize("metric", ["braycurtis", "jaccard", "robust_aitchison", "weighted_unifrac",
+                                    "unweighted_unifrac"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_distance_matrix_equals_scikit_bio(metric, seed):
+    """Every metric against ``skbio.diversity.beta_diversity`` (pair by pair, scipy's pdist or
+    scikit-bio's UniFrac) on counts with zeros, a one-feature sample, two samples sharing no
+    feature, duplicate samples, features in no sample, and (UniFrac) a random tree with
+    zero-length branches and a root length; presence and tree metrics also with empty samples."""
+    from skbio.diversity import beta_diversity
+
+    rng = np.random.default_rng(seed)
+    names = [f"t{i}" for i in range(40)]
+    tree = random_tree(rng, names)
+    values = rng.negative_binomial(1, 0.3, size=(45, 40)) * (rng.random((45, 40)) < 0.4)
+    values[:, -5:] = 0  # features in no sample
+    values[:, 0] += 1  # no sample empty unless made so below
+    values[0] = 0
+    values[0, 0] = 3  # one feature only; shares none with sample 1
+    values[1] = 0
+    values[1, 20] = 5
+    values[2] = values[3]  # duplicates: distance 0
+    values[4] = values[3]
+    if metric not in ("braycurtis", "robust_aitchison"):  # both undefined for an empty sample
+        values[5:7] = 0
+    counts = pd.DataFrame(values, index=[f"s{i}" for i in range(45)], columns=names)
+    ours = distance_matrix(counts, metric, tree=tree)
+
+    ids = list(counts.index)
+    if metric == "braycurtis":
+        reference = beta_diversity("braycurtis", values / values.sum(axis=1, keepdims=True), ids)
+    elif metric == "jaccard":
+        reference = beta_diversity("jaccard", values > 0, ids)
+    elif metric == "robust_aitchison":
+        reference = beta_diversity("euclidean", robust_clr(values.astype(float)), ids, validate=False)
+    else:
+        reference = beta_diversity(metric, values, ids, taxa=names, tree=tree)
+    assert ours.ids == reference.ids
+    np.testing.assert_allclose(ours.data, reference.data, rtol=0, atol=1e-12)
+    assert np.array_equal(ours.data, ours.data.T) and not np.diag(ours.data).any()
+    assert ours["s2", "s3"] == ours["s3", "s4"] == 0.0
+    assert ours.data.max() > 0.5
+
+
+@pytest.mark.parametrize("kernel, name", [(cityblock, "cityblock"), (sqeuclidean, "sqeuclidean")])
+def test_pairwise_kernels_equal_scipy_for_any_thread_count(kernel, name):
+    """The numba kernels against ``scipy.spatial.distance.cdist`` over several blocks of rows and
+    of features and ragged tiles, with near-duplicate rows (where ||x||^2 + ||y||^2 - 2xy would lose all digits),
+    and bit-identical on 1 and 2 threads."""
+    rng = np.random.default_rng(7)
+    x = rng.random((203, 301)) * (rng.random((203, 301)) < 0.5)
+    x[10] = x[9] + 1e-9 * rng.random(301)  # a close pair
+    x[11] = x[9]
+    reference = cdist(x, x, name)
+    before = numba.get_num_threads()
+    threads = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
+    try:
+        results = []
+        for n in threads:
+            numba.set_num_threads(n)
+            results.append(kernel(x))
+    finally:
+        numba.set_num_threads(before)
+    ours = results[0]
+    np.testing.assert_allclose(ours, reference, rtol=1e-13, atol=0)
+    assert 0 < ours[9, 10] < 1e-6 and ours[9, 11] == 0.0
+    assert np.array_equal(ours, ours.T) and not np.diag(ours).any()
+    assert all(np.array_equal(ours, other) for other in results[1:])
+    assert kernel(x[:1]).tolist() == [[0.0]]
 
 
 def test_ordination_explains_planted_groups():

@@ -18,11 +18,11 @@ from scipy.spatial.distance import pdist, squareform
 from skbio import DistanceMatrix
 from skbio.stats.distance import permdisp as skbio_permdisp
 
+from workflow_scripts.diversity.pcoa import pcoa_axes
 from workflow_scripts.diversity.permanova import COLUMNS
 from workflow_scripts.diversity.permdisp import (
     dispersion_distances,
     kept_axes,
-    pcoa_axes,
     permdisp,
     permuted_f,
     spatial_median,

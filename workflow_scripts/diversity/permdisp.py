@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
 from scipy.linalg import blas
 
+from .pcoa import pcoa_axes
 from .permanova import (
     BATCH_BYTES,
     COLUMNS,
@@ -33,65 +33,6 @@ TOL = float(np.sqrt(np.finfo(float).eps))
 BFGS_MAXIT = 100
 """``optim(method = "BFGS")`` default ``maxit``."""
 _STEPREDN, _ACCTOL, _RELTEST = 0.2, 1e-4, 10.0  # constants of R's vmmin (src/appl/optim.c)
-
-
-def _gower(distances: np.ndarray, block: int = 512) -> np.ndarray:
-    """:math:`-\\tfrac12 J D^{(2)} J` from the lower triangle, bitwise symmetric, C order.
-
-    vegan reads the lower triangle (``as.dist``); exact symmetry makes the
-    eigenvectors independent of which triangle LAPACK reads and of the
-    input's memory order, and every element is formed as
-    :math:`(a_{ij} - (\\bar a_i + \\bar a_j)) + \\bar a` for the same reason. Row
-    blocks keep the extra memory to ``block x n``.
-    """
-    n = len(distances)
-    squared = np.square(distances, order="C")
-    np.fill_diagonal(squared, 0.0)  # as.dist has no diagonal
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        squared[start:stop, stop:] = squared[stop:, start:stop].T  # upper from lower
-        rows = squared[start:stop, start:stop]
-        rows[np.triu_indices(stop - start, 1)] = rows.T[np.triu_indices(stop - start, 1)]
-    means = squared.mean(axis=1)
-    grand = means.mean()
-    for start in range(0, n, block):
-        rows = squared[start : start + block]
-        rows -= means[start : start + block, None] + means[None, :]
-        rows += grand
-        rows *= -0.5
-    return squared
-
-
-def pcoa_axes(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Principal coordinates on every real and imaginary axis, as ``betadisper``.
-
-    Parameters
-    ----------
-    distances : numpy.ndarray
-        ``n x n`` dissimilarities (the lower triangle is used, as vegan).
-
-    Returns
-    -------
-    vectors : numpy.ndarray
-        ``n x n`` eigenvectors scaled by :math:`\\sqrt{|\\lambda|}`, columns in
-        decreasing eigenvalue order (R's ``eigen``). Only the columns
-        :func:`kept_axes` returns are axes.
-    eigenvalues : numpy.ndarray
-        ``n`` eigenvalues, decreasing.
-
-    Notes
-    -----
-    LAPACK ``dsyevr`` (R's ``eigen`` uses it too) needs ``O(n)`` workspace
-    where ``dsyevd`` needs two more ``n x n`` arrays; it overwrites the Gower
-    matrix, so the peak is the input, the Gower matrix and the eigenvectors.
-    """
-    gower = _gower(distances)
-    # symmetric: the transpose is the same matrix in Fortran order, which LAPACK overwrites in place
-    values, vectors = linalg.eigh(gower.T, overwrite_a=True, driver="evr", check_finite=False)
-    del gower
-    values, vectors = values[::-1], vectors[:, ::-1]
-    vectors *= np.sqrt(np.abs(values))
-    return vectors, values
 
 
 def kept_axes(eigenvalues: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,11 +183,11 @@ def _centres_distances(vectors, columns, codes, k, test):
     return out
 
 
-def _betadisper(array: np.ndarray, codes: np.ndarray, k: int, test: str) -> tuple[np.ndarray, int]:
+def _betadisper(array: np.ndarray, codes: np.ndarray, k: int, test: str, axes=None) -> tuple[np.ndarray, int]:
     """vegan's ``betadisper(...)$distances`` and how many negative squared distances became 0."""
     if test not in ("median", "centroid"):
         raise ValueError(f"test={test!r}; use 'median' or 'centroid'")
-    vectors, values = pcoa_axes(array)
+    vectors, values = pcoa_axes(array) if axes is None else axes
     positive, negative = kept_axes(values)
     # vegan takes the centres on the real and on the imaginary axes separately; the
     # squared distance is the real part minus the imaginary part
@@ -351,7 +292,7 @@ def permuted_f(residuals: np.ndarray, codes: np.ndarray, k: int, perms: np.ndarr
 
 
 def permdisp(
-    distances, groups, permutations=999, seed=1, test: str = "median", ids=None
+    distances, groups, permutations=999, seed=1, test: str = "median", ids=None, axes=None
 ) -> pd.DataFrame:
     """Homogeneity of multivariate dispersions (PERMDISP), as ``vegan::betadisper`` + ``permutest``.
 
@@ -372,6 +313,9 @@ def permdisp(
         ``type = "median"``) or to the centroid.
     ids : sequence of str, optional
         Sample ids of an ndarray ``distances``.
+    axes : tuple of numpy.ndarray, optional
+        :func:`~.pcoa.pcoa_axes` of ``distances`` (in the same sample order),
+        when already computed for the ordination.
 
     Returns
     -------
@@ -422,7 +366,7 @@ def permdisp(
     array, ids, codes, k = _groups(distances, groups, ids)
     explicit = np.ndim(permutations) != 0  # check a given matrix first; draw one after the eigendecomposition
     perms = _permutations(permutations, len(ids), None, seed) if explicit else None
-    z, clipped = _betadisper(array, codes, k, test)
+    z, clipped = _betadisper(array, codes, k, test, axes)
     if perms is None:
         perms = _permutations(permutations, len(ids), None, seed)
     between, residual = _anova(z, codes, k)

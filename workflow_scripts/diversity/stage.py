@@ -32,7 +32,8 @@ from ..design import build_design, first_samples
 from ..ingest.ledger import COLUMNS as LEDGER_COLUMNS
 from .alpha import alpha_table, rarefy
 from .alpha_tests import mixed_model, paired_wilcoxon, participant_means
-from .beta import METRICS, TREE_METRICS, distance_matrix, ordination
+from .beta import METRICS, TREE_METRICS, distance_matrix
+from .pcoa import ordination, pcoa_axes
 from .permanova import formula, permanova
 from .permdisp import permdisp
 
@@ -100,9 +101,11 @@ def run(cohort: Cohort, s: Settings) -> DiversityResults:
     for metric in metrics:
         dm = distance_matrix(profiles, metric, tree=cohort.tree)
         distances[metric] = dm
-        ordinations[metric] = ordination(dm, s.pcoa_dimensions)
+        axes = pcoa_axes(dm.data)  # one eigendecomposition for the ordination and PERMDISP
+        ordinations[metric] = ordination(dm, s.pcoa_dimensions, axes)
         tables.append(_permanova_models(dm, labels, design, status_only, s, metric))
-        disp = permdisp(dm, labels["status"], permutations=s.permutations, seed=s.seed)
+        disp = permdisp(dm, labels["status"], permutations=s.permutations, seed=s.seed, axes=axes)
+        del axes
         disp.attrs = {}  # the permutation arrays stay out of the report table
         dispersions.append(disp.assign(metric=metric))
     permanova_table = pd.concat(tables, ignore_index=True)[PERMANOVA_COLUMNS]
