@@ -39,6 +39,8 @@ if HAS_GENOTYPES:
             summary=out("association/prepared/summary.json"),
         log:
             log_path("association_prepare"),
+        benchmark:
+            benchmark_path("association_prepare")
         conda:
             "../envs/workflow.yaml"
         threads: 1
@@ -73,6 +75,8 @@ if HAS_GENOTYPES:
             temp(out("association/chunks/chunk_{chunk}.npy")),
         log:
             log_path("association_chunk_{chunk}"),
+        benchmark:
+            benchmark_path("association_chunk_{chunk}")
         wildcard_constraints:
             chunk=r"\d+",
         conda:
@@ -110,6 +114,8 @@ if HAS_GENOTYPES:
             markdown=out("association/summary.md"),
         log:
             log_path("association_gather"),
+        benchmark:
+            benchmark_path("association_gather")
         conda:
             "../envs/workflow.yaml"
         threads: 1
@@ -145,6 +151,8 @@ if HAS_GENOTYPES:
             ),
         log:
             log_path("association_figures"),
+        benchmark:
+            benchmark_path("association_figures")
         conda:
             "../envs/workflow.yaml"
         threads: 1

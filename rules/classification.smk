@@ -19,6 +19,8 @@ rule classification:
         out("classification/species_classification.tsv"),
     log:
         log_path("classification"),
+    benchmark:
+        benchmark_path("classification")
     conda:
         "../envs/workflow.yaml"
     threads: 1

@@ -71,6 +71,11 @@ def log_path(name):
     return out(f"logs/{name}.log")
 
 
+def benchmark_path(name):
+    """Per-job wall time, memory and CPU time (Snakemake `benchmark:`), read by benchmarks/run.py."""
+    return out(f"benchmarks/{name}.tsv")
+
+
 def as_json(value):
     """A config section as JSON for a rule's command line (quote it with :q)."""
     return json.dumps(value, sort_keys=True)
@@ -160,16 +165,16 @@ def cohort_size(input, *counts):
     return math.prod(int(info.get(name) or 0) for name in counts)
 
 
-def diversity_cells(input):
-    """Cells of the diversity stage's distance matrices: metrics x participants^2."""
-    return len(diversity_metrics()) * cohort_size(
-        input, "n_participants", "n_participants"
-    )
+def diversity_mb(input):
+    """Memory a diversity job adds: about six participants x participants float64
+    matrices (distances, Gower matrix, eigenvectors, temporaries)."""
+    return 48e-6 * cohort_size(input, "n_participants", "n_participants")
 
 
 def diversity_minutes(input):
-    """PERMANOVA and PERMDISP: about 13 CPU-minutes per metric at 4,000 participants and
-    999 permutations, growing with participants^2 and the permutations; twice that here.
-    """
+    """One beta metric: about 1 CPU-minute at 4,000 participants and 999 permutations
+    (the eigendecomposition grows with participants^3, PERMANOVA with participants^2
+    and the permutations); four times that here."""
+    n = cohort_size(input, "n_participants")
     permutations = config["diversity"]["permutations"]
-    return 26 * diversity_cells(input) / 4000**2 * permutations / 999
+    return 4 * ((n / 4000) ** 3 + (n / 4000) ** 2 * permutations / 999)

@@ -37,6 +37,8 @@ rule differential_prepare:
         features=out("differential/features.tsv"),
     log:
         log_path("differential_prepare"),
+    benchmark:
+        benchmark_path("differential_prepare")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -61,6 +63,8 @@ rule differential_method:
         out("differential/{method}.tsv"),
     log:
         log_path("differential_{method}"),
+    benchmark:
+        benchmark_path("differential_{method}")
     wildcard_constraints:
         method="|".join(DIFFERENTIAL_METHODS),
     conda:
@@ -87,6 +91,8 @@ rule differential_sensitivity:
         out("differential/sensitivity.tsv"),
     log:
         log_path("differential_sensitivity"),
+    benchmark:
+        benchmark_path("differential_sensitivity")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -111,6 +117,8 @@ rule differential_treatment:
         out("differential/treatment_effects.tsv"),
     log:
         log_path("differential_treatment"),
+    benchmark:
+        benchmark_path("differential_treatment")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -136,6 +144,8 @@ rule differential_sites:
         meta=out("differential/site_meta.tsv"),
     log:
         log_path("differential_sites"),
+    benchmark:
+        benchmark_path("differential_sites")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -161,6 +171,8 @@ rule differential_consensus:
         out("differential/consensus.tsv"),
     log:
         log_path("differential_consensus"),
+    benchmark:
+        benchmark_path("differential_consensus")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -189,6 +201,8 @@ rule differential_volcano:
         ),
     log:
         log_path("differential_volcano_{method}"),
+    benchmark:
+        benchmark_path("differential_volcano_{method}")
     wildcard_constraints:
         method="|".join(DIFFERENTIAL_METHODS),
     conda:
@@ -217,6 +231,8 @@ rule differential_agreement:
         ),
     log:
         log_path("differential_agreement"),
+    benchmark:
+        benchmark_path("differential_agreement")
     conda:
         "../envs/workflow.yaml"
     threads: 1

@@ -17,39 +17,68 @@ FINAL_OUTPUTS.extend(
 )
 
 
-rule diversity:
+rule diversity_alpha:
     input:
         cohort_outputs(),
     output:
         alpha=out("diversity/alpha.tsv"),
         alpha_tests=out("diversity/alpha_tests.tsv"),
-        permanova=out("diversity/permanova.tsv"),
-        permdisp=out("diversity/permdisp.tsv"),
         ledger=out("diversity/ledger.tsv"),
-        beta=expand(out("diversity/beta_{metric}.tsv"), metric=diversity_metrics()),
-        pcoa=expand(out("diversity/pcoa_{metric}.txt"), metric=diversity_metrics()),
         alpha_figure=report(
             out("diversity/figures/alpha.png"),
             caption="../resources/report/alpha.rst",
             category="Diversity",
         ),
-        pcoa_figures=report(
-            expand(
-                out("diversity/figures/pcoa_{metric}.png"), metric=diversity_metrics()
-            ),
+    log:
+        log_path("diversity_alpha"),
+    benchmark:
+        benchmark_path("diversity_alpha")
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, input, attempt: mem_mb(
+            2, attempt, extra_mb=diversity_mb(input)
+        ),
+        runtime=lambda wildcards, input, attempt: runtime(1, attempt),
+    params:
+        py=PY,
+        settings=as_json(diversity_settings()),
+        cohort_dir=lambda wildcards, input: Path(input[0]).parent,
+        outdir=lambda wildcards, output: Path(output.alpha).parent,
+    shell:
+        "{params.py} workflow_scripts.diversity.cli alpha --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --outdir {params.outdir} --log {log}"
+
+
+# One job per beta metric: a cluster runs them side by side.
+rule diversity_beta:
+    input:
+        cohort_outputs(),
+    output:
+        beta=out("diversity/beta_{metric}.tsv"),
+        pcoa=out("diversity/pcoa_{metric}.txt"),
+        permanova=out("diversity/parts/permanova_{metric}.tsv"),
+        permdisp=out("diversity/parts/permdisp_{metric}.tsv"),
+        figure=report(
+            out("diversity/figures/pcoa_{metric}.png"),
             caption="../resources/report/pcoa.rst",
             category="Diversity",
         ),
     log:
-        log_path("diversity"),
+        log_path("diversity_beta_{metric}"),
+    benchmark:
+        benchmark_path("diversity_beta_{metric}")
+    wildcard_constraints:
+        metric="|".join(diversity_metrics()) or "none",
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: 1
     resources:
-        # One participants x participants distance matrix per metric, 8 bytes a cell, kept
-        # with its ordination (1.3 GB at 4,000 participants); time: see diversity_minutes.
+        # A participants x participants distance matrix, its eigenvectors and
+        # temporaries; time: see diversity_minutes.
         mem_mb=lambda wildcards, input, attempt: mem_mb(
-            2, attempt, extra_mb=16e-6 * diversity_cells(input)
+            2, attempt, extra_mb=diversity_mb(input)
         ),
         runtime=lambda wildcards, input, attempt: runtime(
             1, attempt, extra_min=diversity_minutes(input)
@@ -58,7 +87,35 @@ rule diversity:
         py=PY,
         settings=as_json(diversity_settings()),
         cohort_dir=lambda wildcards, input: Path(input[0]).parent,
-        outdir=lambda wildcards, output: Path(output.alpha).parent,
+        outdir=lambda wildcards, output: Path(output.beta).parent,
     shell:
-        "{params.py} workflow_scripts.diversity.cli --cohort {params.cohort_dir}"
+        "NUMBA_NUM_THREADS={threads} {params.py} workflow_scripts.diversity.cli beta"
+        " --metric {wildcards.metric} --cohort {params.cohort_dir}"
+        " --settings {params.settings:q} --outdir {params.outdir} --log {log}"
+
+
+rule diversity_tests:
+    input:
+        permanova=expand(
+            out("diversity/parts/permanova_{metric}.tsv"), metric=diversity_metrics()
+        ),
+        permdisp=expand(
+            out("diversity/parts/permdisp_{metric}.tsv"), metric=diversity_metrics()
+        ),
+    output:
+        permanova=out("diversity/permanova.tsv"),
+        permdisp=out("diversity/permdisp.tsv"),
+    log:
+        log_path("diversity_tests"),
+    benchmark:
+        benchmark_path("diversity_tests")
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    params:
+        py=PY,
+        settings=as_json(diversity_settings()),
+        outdir=lambda wildcards, output: Path(output.permanova).parent,
+    shell:
+        "{params.py} workflow_scripts.diversity.cli gather"
         " --settings {params.settings:q} --outdir {params.outdir} --log {log}"

@@ -11,6 +11,8 @@ rule ingest:
         cohort=cohort_outputs(),
     log:
         log_path("ingest"),
+    benchmark:
+        benchmark_path("ingest")
     conda:
         "../envs/workflow.yaml"
     threads: 1

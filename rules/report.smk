@@ -8,6 +8,8 @@ rule provenance:
         out("provenance.json"),
     log:
         log_path("provenance"),
+    benchmark:
+        benchmark_path("provenance")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -37,6 +39,8 @@ rule report:
         ),
     log:
         log_path("report"),
+    benchmark:
+        benchmark_path("report")
     conda:
         "../envs/workflow.yaml"
     threads: 1

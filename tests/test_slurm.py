@@ -259,9 +259,9 @@ def slurm_records(ids: list[str], accounting: bool) -> dict[str, dict]:
 
 
 def digest(directory: Path) -> dict[str, str]:
-    """SHA-256 of every result file, skipping logs/ (as tests/test_workflow.py)."""
+    """SHA-256 of every result file, skipping logs/ and benchmarks/ (as tests/test_workflow.py)."""
     return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and "logs" not in p.parts}
+            for p in sorted(directory.rglob("*")) if p.is_file() and not {"logs", "benchmarks"} & set(p.parts)}
 
 
 def bad_input_config(root: Path) -> tuple[Path, str]:

@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -16,6 +17,20 @@ PNG_METADATA = {"Software": None}
 def save(fig, path) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
     plt.close(fig)
+
+
+def _pair_segments(info: pd.DataFrame, data: pd.Series, case: str, control: str) -> np.ndarray:
+    """One segment (control at x=1, case at x=2) per household of exactly one case and one control."""
+    frame = info.assign(value=data)
+    size = frame.groupby("household")["status"].transform("size")
+    frame = frame[size == 2]
+    wide = frame.pivot_table(index="household", columns="status", values="value", aggfunc="first",
+                             dropna=False)
+    if case not in wide or control not in wide:
+        return np.empty((0, 2, 2))
+    wide = wide[[control, case]].dropna()
+    return np.stack([np.column_stack([np.ones(len(wide)), wide[control]]),
+                     np.column_stack([np.full(len(wide), 2.0), wide[case]])], axis=1)
 
 
 def alpha_boxplots(values: pd.DataFrame, labels: pd.DataFrame, case: str, control: str, path) -> None:
@@ -29,11 +44,8 @@ def alpha_boxplots(values: pd.DataFrame, labels: pd.DataFrame, case: str, contro
     for ax, metric in zip(axes[0], metrics):
         data = values[metric].reindex(info.index)
         groups = [data[info["status"] == lab].dropna() for lab in (control, case)]
-        pairs = info.assign(value=data).groupby("household")
-        for _, pair in pairs:
-            if set(pair["status"]) == {case, control} and len(pair) == 2:
-                pair = pair.sort_values("status", key=lambda s: s.eq(case))
-                ax.plot([1, 2], pair["value"].to_numpy(), color="0.75", lw=0.6, zorder=1)
+        ax.add_collection(LineCollection(_pair_segments(info, data, case, control), colors="0.75",
+                                         linewidths=0.6, zorder=1))
         ax.boxplot(groups, widths=0.5, showfliers=False, zorder=2)
         ax.set_xticks([1, 2], [control, case])
         ax.set_title(metric.replace("_", " "), fontsize=9)

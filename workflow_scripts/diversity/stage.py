@@ -34,11 +34,12 @@ from .alpha import alpha_table, rarefy
 from .alpha_tests import mixed_model, paired_wilcoxon, participant_means
 from .beta import METRICS, TREE_METRICS, distance_matrix
 from .pcoa import ordination, pcoa_axes
-from .permanova import formula, permanova
+from .permanova import COLUMNS, formula, permanova
 from .permdisp import permdisp
 
 PERMANOVA_COLUMNS = ["metric", "model", "formula", "term", "df", "sum_of_squares", "r2", "pseudo_f",
                      "p_value", "permutations", "strata"]
+PERMDISP_COLUMNS = ["metric", *COLUMNS]
 
 
 @dataclass
@@ -68,8 +69,9 @@ def _ledger(rows) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
 
 
-def run(cohort: Cohort, s: Settings) -> DiversityResults:
-    """Every diversity result for a cohort (no file I/O)."""
+def run(cohort: Cohort, s: Settings, alpha: bool = True) -> DiversityResults:
+    """The diversity results for a cohort (no file I/O): alpha (unless ``alpha`` is false) and
+    beta for each of ``s.metrics``; the workflow runs alpha and each metric as separate jobs."""
     counts = cohort.table("features")
     integer = cohort.info["abundance_kind"] == "counts"
     ledger = []
@@ -78,17 +80,20 @@ def run(cohort: Cohort, s: Settings) -> DiversityResults:
         ledger += [("stool_sample", sid, "", "dropped", "below_rarefaction_depth",
                     f"diversity: fewer than {s.rarefaction_depth} reads") for sid in shallow]
     samples = cohort.samples.loc[counts.index]
-    alpha = alpha_table(counts, base=s.shannon_base, tree=cohort.tree, integer_counts=integer)
+    alpha_values = alpha_table(counts, base=s.shannon_base, tree=cohort.tree, integer_counts=integer) \
+        if alpha else pd.DataFrame(index=counts.index)
 
     participants = cohort.participants.loc[pd.unique(samples["participant_id"])]
     design = build_design(participants, s.covariates, cohort.case_label, stage="diversity", samples=samples)
     status_only = build_design(participants, [], cohort.case_label, stage="diversity", samples=samples)
     ledger += [tuple(r) for r in design.excluded.itertuples(index=False)]
     terms_text = formula(["status", *s.covariates, "site"])
-    values = participant_means(alpha, samples)
-    alpha_tests = pd.concat([paired_wilcoxon(values, status_only),
-                             mixed_model(values, design, f"{terms_text} + dmt + (1 | household)")],
-                            ignore_index=True)
+    alpha_tests = pd.DataFrame()
+    if alpha:
+        values = participant_means(alpha_values, samples)
+        alpha_tests = pd.concat([paired_wilcoxon(values, status_only),
+                                 mixed_model(values, design, f"{terms_text} + dmt + (1 | household)")],
+                                ignore_index=True)
 
     first = first_samples(samples).reindex(participants.index)
     profiles = counts.loc[first.to_numpy()]
@@ -108,11 +113,12 @@ def run(cohort: Cohort, s: Settings) -> DiversityResults:
         del axes
         disp.attrs = {}  # the permutation arrays stay out of the report table
         dispersions.append(disp.assign(metric=metric))
-    permanova_table = pd.concat(tables, ignore_index=True)[PERMANOVA_COLUMNS]
-    permdisp_table = pd.concat(dispersions, ignore_index=True)
-    permdisp_table = permdisp_table[["metric", *[c for c in permdisp_table.columns if c != "metric"]]]
-    return DiversityResults(alpha, alpha_tests, distances, ordinations, permanova_table, permdisp_table,
-                            _ledger(ledger), labels)
+    permanova_table = pd.concat(tables, ignore_index=True)[PERMANOVA_COLUMNS] if tables else \
+        pd.DataFrame(columns=PERMANOVA_COLUMNS)
+    permdisp_table = pd.concat(dispersions, ignore_index=True)[PERMDISP_COLUMNS] if dispersions else \
+        pd.DataFrame(columns=PERMDISP_COLUMNS)
+    return DiversityResults(alpha_values, alpha_tests, distances, ordinations, permanova_table,
+                            permdisp_table, _ledger(ledger), labels)
 
 
 def _permanova_models(dm, labels, design, status_only, s: Settings, metric: str) -> pd.DataFrame:
