@@ -20,13 +20,13 @@ inflate, and from wall-clock time::
     /work/venv/bin/python benchmarks/bench_association.py --threads 4 --variants 5000
 
 Not a test: it prints numbers and exits non-zero only if the engine and
-statsmodels disagree beyond ``--rtol``.
+statsmodels disagree beyond ``--rtol``.  ``benchmarks/run.py`` calls
+:func:`compare` on a generated cohort's prepared association inputs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -49,11 +49,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-ARGS = parse_args()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
+if __name__ == "__main__":
+    import blas_threads
+
+    blas_threads.limit(parse_args().threads)
 
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -65,138 +67,162 @@ from workflow_scripts.association.engine import associate  # noqa: E402
 
 COMPARED = ["beta_genotype", "se_genotype", "p_genotype",
             "beta_interaction", "se_interaction", "p_interaction"]
+P_COLUMNS = [COMPARED.index("p_genotype"), COMPARED.index("p_interaction")]
 
 
-def simulate(args, with_missing: bool):
-    rng = np.random.default_rng(args.seed)
-    n, S, V = args.participants, args.species, args.variants
+@dataclass
+class Data:
+    """One association problem: ``Y`` (n x S), dosages ``G`` (V x n, NaN = missing), design."""
+
+    Y: np.ndarray
+    G: np.ndarray
+    status: np.ndarray
+    covariates: np.ndarray | None
+    households: np.ndarray
+    variant_ids: list
+    feature_ids: list
+
+    @property
+    def n_pairs(self) -> int:
+        return self.G.shape[0] * self.Y.shape[1]
+
+    @property
+    def incomplete(self) -> int:
+        """Variants with at least one missing dosage."""
+        return int(np.isnan(self.G).any(axis=1).sum())
+
+
+def simulate(participants, species, variants, covariates=4, seed=2024, missing_variants=0.0,
+             missing_rate=0.0, paired=False) -> Data:
+    """Random status, covariates, dosages and responses; ``paired``: households of one case and one control."""
+    rng = np.random.default_rng(seed)
+    n, S, V = participants, species, variants
     status = rng.integers(0, 2, n).astype(float)
     cov = np.column_stack([rng.normal(45, 12, n), rng.integers(0, 2, n),
-                           rng.standard_normal((n, max(args.covariates - 2, 0)))])[:, :args.covariates]
+                           rng.standard_normal((n, max(covariates - 2, 0)))])[:, :covariates]
     G = rng.binomial(2, rng.uniform(0.05, 0.5, V)[:, None], (V, n)).astype(float)
-    if with_missing:
-        rows = rng.random(V) < args.missing_variants
-        holes = (rng.random((V, n)) < args.missing_rate) & rows[:, None]
+    if missing_variants:
+        rows = rng.random(V) < missing_variants
+        holes = (rng.random((V, n)) < missing_rate) & rows[:, None]
         G[holes] = np.nan
     Y = rng.standard_normal((n, S)) + 0.3 * status[:, None] + 0.01 * cov[:, [0]]
-    return Y, G, status, cov, [f"rs{i}" for i in range(V)], [f"sp{j}" for j in range(S)]
+    households = np.arange(n)
+    if paired:
+        households, status = np.arange(n) // 2, (np.arange(n) % 2 == 0).astype(float)
+    return Data(Y, G, status, cov, households, [f"rs{i}" for i in range(V)], [f"sp{j}" for j in range(S)])
 
 
-def time_engine(data, args):
-    """Best wall-clock and best CPU time (all threads of this process) over repeats."""
-    wall, cpu, frames = np.inf, np.inf, None
-    for _ in range(args.repeats):
+def run_engine(data: Data, clustered: bool, chunk_size: int = 1000) -> pd.DataFrame:
+    """Both models for every variant x feature: the workflow's clustered engine or plain OLS."""
+    if clustered:
+        frames = associate_clustered(data.Y, data.G, data.status, data.covariates, data.households,
+                                     data.variant_ids, data.feature_ids, chunk_size=chunk_size)
+    else:
+        frames = associate(data.Y, data.G, data.status, data.covariates, data.variant_ids,
+                           data.feature_ids, chunk_size=chunk_size)
+    return pd.concat(list(frames), ignore_index=True)
+
+
+def time_engine(data: Data, clustered: bool, chunk_size: int = 1000, repeats: int = 3):
+    """Best wall-clock and best CPU time (all threads of this process) over repeats, and the table."""
+    wall, cpu, result = np.inf, np.inf, None
+    for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
-        frames = list(associate(*data, chunk_size=args.chunk_size))
+        result = run_engine(data, clustered, chunk_size)
         wall = min(wall, time.perf_counter() - start)
         cpu = min(cpu, time.process_time() - start_cpu)
-    return wall, cpu, pd.concat(frames, ignore_index=True)
+    return wall, cpu, result
 
 
-def time_statsmodels(data, pairs):
-    Y, G, status, cov = data[:4]
+def statsmodels_loop(data: Data, pairs, clustered: bool):
+    """Two statsmodels OLS fits per (variant, feature) pair on its complete cases.
+
+    Returns wall seconds, CPU seconds and a ``len(pairs) x 6`` array in :data:`COMPARED` order.
+    """
+    cov = data.covariates if data.covariates is not None else np.empty((len(data.status), 0))
     out = []
     start, start_cpu = time.perf_counter(), time.process_time()
     for v, s in pairs:
-        keep = ~np.isnan(G[v])
-        g, st = G[v, keep], status[keep]
+        keep = ~np.isnan(data.G[v])
+        g, st = data.G[v, keep], data.status[keep]
+        kw = dict(cov_type="cluster", cov_kwds={"groups": data.households[keep]}, use_t=True) if clustered else {}
         x_main = np.column_stack([np.ones(keep.sum()), st, cov[keep], g])
-        fit_a = sm.OLS(Y[keep, s], x_main).fit()
-        fit_b = sm.OLS(Y[keep, s], np.column_stack([x_main, g * st])).fit()
+        fit_a = sm.OLS(data.Y[keep, s], x_main).fit(**kw)
+        fit_b = sm.OLS(data.Y[keep, s], np.column_stack([x_main, g * st])).fit(**kw)
         out.append((fit_a.params[-1], fit_a.bse[-1], fit_a.pvalues[-1],
                     fit_b.params[-1], fit_b.bse[-1], fit_b.pvalues[-1]))
     return time.perf_counter() - start, time.process_time() - start_cpu, np.array(out)
 
 
-def scenario(name, with_missing, args):
-    data = simulate(args, with_missing)
-    n_variants, n_species = args.variants, args.species
-    n_pairs = n_variants * n_species
-    engine_s, engine_cpu, result = time_engine(data, args)
+def compare(data: Data, clustered: bool, sample: int = 200, chunk_size: int = 1000, repeats: int = 3,
+            seed: int = 2025, variants=None) -> dict:
+    """Time the engine on every pair and statsmodels on ``sample`` random pairs; compare them.
 
-    rng = np.random.default_rng(args.seed + 1)
-    pairs = list(zip(rng.integers(0, n_variants, args.sample), rng.integers(0, n_species, args.sample)))
-    sm_s, sm_cpu, reference = time_statsmodels(data, pairs)
-    ours = result.iloc[[v * n_species + s for v, s in pairs]][COMPARED].to_numpy()
-    rel = np.max(np.abs(ours - reference) / np.abs(reference))
-
-    engine_per_pair = engine_s / n_pairs
-    sm_per_pair = sm_s / len(pairs)
-    incomplete = int(np.isnan(data[1]).any(axis=1).sum())
-    print(f"\n== {name}: {args.participants} participants x {n_species} species x "
-          f"{n_variants} variants ({incomplete} with missing dosages), "
-          f"{args.covariates} covariates, chunk {args.chunk_size}, threads {args.threads}")
-    print(f"engine      : {engine_s:8.3f} s for {n_pairs:,} variant x species pairs "
-          f"(both models) = {engine_per_pair * 1e9:8.1f} ns per pair")
-    print(f"statsmodels : {sm_s:8.3f} s for {len(pairs)} pairs (2 OLS fits each) "
-          f"= {sm_per_pair * 1e3:8.3f} ms per pair, {sm_per_pair / 2 * 1e3:.3f} ms per fit")
-    t_values = np.random.default_rng(0).standard_normal(2 * n_pairs)
-    start = time.perf_counter()
-    special.stdtr(float(args.participants - args.covariates - 3), -np.abs(t_values))
-    floor = time.perf_counter() - start
-    print(f"of which    : ~{floor:.3f} s is the Student-t tail function alone "
-          f"(2 p-values per pair, scipy.special.stdtr)")
-    speedup_cpu = (sm_cpu / len(pairs)) / (engine_cpu / n_pairs)
-    print(f"speed-up    : {speedup_cpu:,.0f}x per pair by CPU time, "
-          f"{sm_per_pair / engine_per_pair:,.0f}x by wall clock (both models)")
-    print(f"throughput  : {n_pairs / engine_cpu:,.0f} interaction tests per CPU-second "
-          f"({engine_cpu:.3f} s CPU), {n_pairs / engine_s / args.threads:,.0f} per second per thread "
-          f"by wall clock; each also with its main-effect test")
-    print(f"equality    : max relative difference vs statsmodels on {len(pairs)} pairs "
-          f"= {rel:.2e} (beta, se, p of both models)")
-    return rel
+    ``variants`` limits the sampled pairs to these variant rows (e.g. those whose
+    interaction the workflow reports). Returns the times, ``tests_per_cpu_second``
+    (variant x feature pairs, each with both models, per CPU-second of the engine),
+    the speed-ups per pair by CPU and by wall time, and ``max_rel`` (largest
+    relative difference in beta, se and p of both models) and ``max_abs_p``.
+    """
+    engine_wall, engine_cpu, result = time_engine(data, clustered, chunk_size, repeats)
+    rng = np.random.default_rng(seed)
+    pool = np.arange(data.G.shape[0]) if variants is None else np.asarray(variants)
+    pairs = list(zip(pool[rng.integers(0, pool.size, sample)], rng.integers(0, data.Y.shape[1], sample)))
+    ref_wall, ref_cpu, reference = statsmodels_loop(data, pairs, clustered)
+    n_species = data.Y.shape[1]
+    ours = result.iloc[[v * n_species + s for v, s in pairs]][COMPARED].to_numpy(dtype=float)
+    n_pairs = data.n_pairs
+    return {
+        "clustered": clustered, "n_pairs": n_pairs, "sampled": len(pairs),
+        "engine_wall": engine_wall, "engine_cpu": engine_cpu,
+        "reference_wall": ref_wall, "reference_cpu": ref_cpu,
+        "speedup_cpu": (ref_cpu / len(pairs)) / (engine_cpu / n_pairs),
+        "speedup_wall": (ref_wall / len(pairs)) / (engine_wall / n_pairs),
+        "tests_per_cpu_second": n_pairs / engine_cpu,
+        "max_rel": float(np.max(np.abs(ours - reference) / np.abs(reference))),
+        "max_abs_p": float(np.max(np.abs(ours[:, P_COLUMNS] - reference[:, P_COLUMNS]))),
+    }
 
 
-def scenario_clustered(name, with_missing, args):
-    """Household-robust (CR1) errors: the engine the workflow's chunk jobs run."""
-    Y, G, _, cov, vids, fids = simulate(args, with_missing)
-    n = args.participants
-    households = np.arange(n) // 2
-    status = (np.arange(n) % 2 == 0).astype(float)
-    n_pairs = args.variants * args.species
-    wall, cpu, result = np.inf, np.inf, None
-    for _ in range(args.repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        frames = list(associate_clustered(Y, G, status, cov, households, vids, fids,
-                                          chunk_size=args.chunk_size))
-        wall = min(wall, time.perf_counter() - start)
-        cpu = min(cpu, time.process_time() - start_cpu)
-    result = pd.concat(frames, ignore_index=True)
-    rng = np.random.default_rng(args.seed + 2)
-    pairs = list(zip(rng.integers(0, args.variants, args.sample), rng.integers(0, args.species, args.sample)))
-    reference = []
-    start_cpu = time.process_time()
-    for v, j in pairs:
-        keep = ~np.isnan(G[v])
-        g, st = G[v, keep], status[keep]
-        kw = dict(cov_type="cluster", cov_kwds={"groups": households[keep]}, use_t=True)
-        x_main = np.column_stack([np.ones(keep.sum()), st, cov[keep], g])
-        fit_a = sm.OLS(Y[keep, j], x_main).fit(**kw)
-        fit_b = sm.OLS(Y[keep, j], np.column_stack([x_main, g * st])).fit(**kw)
-        reference.append((fit_a.params[-1], fit_a.bse[-1], fit_a.pvalues[-1],
-                          fit_b.params[-1], fit_b.bse[-1], fit_b.pvalues[-1]))
-    sm_cpu = time.process_time() - start_cpu
-    reference = np.array(reference)
-    ours = result.iloc[[v * args.species + j for v, j in pairs]][COMPARED].to_numpy()
-    rel = np.max(np.abs(ours - reference) / np.abs(reference))
-    max_dp = np.max(np.abs(ours[:, [2, 5]] - reference[:, [2, 5]]))
-    incomplete = int(np.isnan(G).any(axis=1).sum())
-    print(f"\n== household-robust (CR1), {name}: {n} participants in {n // 2} households x "
-          f"{args.species} species x {args.variants} variants ({incomplete} with missing dosages)")
-    print(f"engine      : {wall:8.3f} s wall, {cpu:.3f} s CPU for {n_pairs:,} pairs (both models)")
-    print(f"statsmodels : {sm_cpu / len(pairs) * 1e3:8.3f} ms CPU per pair (OLS cluster, 2 fits)")
-    print(f"speed-up    : {(sm_cpu / len(pairs)) / (cpu / n_pairs):,.0f}x per pair by CPU time")
-    print(f"throughput  : {n_pairs / cpu:,.0f} interaction tests per CPU-second, each with its main-effect test")
-    print(f"equality    : max relative difference {rel:.2e}, max |delta p| {max_dp:.2e} on {len(pairs)} pairs")
-    return rel
+def report(name: str, data: Data, result: dict, args) -> None:
+    n, n_pairs, sampled = len(data.status), result["n_pairs"], result["sampled"]
+    kind = "household-robust (CR1), " if result["clustered"] else ""
+    who = f"{n} participants" + (f" in {len(np.unique(data.households))} households" if result["clustered"] else "")
+    print(f"\n== {kind}{name}: {who} x "
+          f"{data.Y.shape[1]} species x {data.G.shape[0]} variants ({data.incomplete} with missing "
+          f"dosages), {args.covariates} covariates, chunk {args.chunk_size}, threads {args.threads}")
+    print(f"engine      : {result['engine_wall']:8.3f} s wall, {result['engine_cpu']:.3f} s CPU for "
+          f"{n_pairs:,} variant x species pairs (both models) = "
+          f"{result['engine_wall'] / n_pairs * 1e9:8.1f} ns per pair")
+    per_pair = result["reference_wall"] / sampled
+    print(f"statsmodels : {result['reference_wall']:8.3f} s for {sampled} pairs (2 OLS fits each) "
+          f"= {per_pair * 1e3:8.3f} ms per pair, {per_pair / 2 * 1e3:.3f} ms per fit")
+    if not result["clustered"]:
+        t_values = np.random.default_rng(0).standard_normal(2 * n_pairs)
+        start = time.perf_counter()
+        special.stdtr(float(n - args.covariates - 3), -np.abs(t_values))
+        floor = time.perf_counter() - start
+        print(f"of which    : ~{floor:.3f} s is the Student-t tail function alone "
+              f"(2 p-values per pair, scipy.special.stdtr)")
+    print(f"speed-up    : {result['speedup_cpu']:,.0f}x per pair by CPU time, "
+          f"{result['speedup_wall']:,.0f}x by wall clock (both models)")
+    print(f"throughput  : {result['tests_per_cpu_second']:,.0f} interaction tests per CPU-second "
+          f"({result['engine_cpu']:.3f} s CPU), {n_pairs / result['engine_wall'] / args.threads:,.0f} "
+          f"per second per thread by wall clock; each also with its main-effect test")
+    print(f"equality    : max relative difference vs statsmodels on {sampled} pairs "
+          f"= {result['max_rel']:.2e} (beta, se, p of both models), max |delta p| {result['max_abs_p']:.2e}")
 
 
-def main():
-    args = ARGS
-    worst = max(scenario("complete dosages", False, args),
-                scenario("missing dosages", True, args),
-                scenario_clustered("complete dosages", False, args),
-                scenario_clustered("missing dosages", True, args))
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    worst = 0.0
+    for clustered, seed in ((False, args.seed + 1), (True, args.seed + 2)):
+        for name, missing in (("complete dosages", 0.0), ("missing dosages", args.missing_variants)):
+            data = simulate(args.participants, args.species, args.variants, args.covariates, args.seed,
+                            missing, args.missing_rate, paired=clustered)
+            result = compare(data, clustered, args.sample, args.chunk_size, args.repeats, seed)
+            report(name, data, result, args)
+            worst = max(worst, result["max_rel"])
     if not worst < args.rtol:
         print(f"FAIL: engine and statsmodels differ by {worst:.2e} > {args.rtol:.0e}")
         return 1
