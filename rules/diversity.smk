@@ -112,6 +112,9 @@ rule diversity_tests:
     conda:
         "../envs/workflow.yaml"
     threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
+        runtime=lambda wildcards, attempt: runtime(1, attempt),
     params:
         py=PY,
         settings=as_json(diversity_settings()),
