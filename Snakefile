@@ -1,5 +1,7 @@
 # iMSMS-style gut microbiome workflow: ingest -> diversity | differential | association
 # -> classification -> report. The statistics live in workflow_scripts/; rules stay thin.
+# Each rule file declares its results (STAGE_OUTPUTS in rules/common.smk); `rule all` asks
+# for all of them through an input function, so the order of the includes does not matter.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,4 +19,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        FINAL_OUTPUTS,
+        all_outputs,

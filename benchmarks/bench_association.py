@@ -1,7 +1,7 @@
 """Benchmark: association engine vs. one statsmodels OLS fit per test.
 
 Also the household cluster-robust version the workflow runs
-(``workflow_scripts.association.clustered``) against ``statsmodels`` OLS with
+(``workflow_scripts.models.cluster_robust``) against ``statsmodels`` OLS with
 ``cov_type="cluster"``, on an iMSMS-like paired design (every household one
 case and one control).
 
@@ -62,8 +62,7 @@ import pandas as pd  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
 from scipy import special  # noqa: E402
 
-from workflow_scripts.association.clustered import associate_clustered  # noqa: E402
-from workflow_scripts.association.engine import associate  # noqa: E402
+from workflow_scripts.models.association import associate  # noqa: E402
 
 COMPARED = ["beta_genotype", "se_genotype", "p_genotype",
             "beta_interaction", "se_interaction", "p_interaction"]
@@ -114,12 +113,8 @@ def simulate(participants, species, variants, covariates=4, seed=2024, missing_v
 
 def run_engine(data: Data, clustered: bool, chunk_size: int = 1000) -> pd.DataFrame:
     """Both models for every variant x feature: the workflow's clustered engine or plain OLS."""
-    if clustered:
-        frames = associate_clustered(data.Y, data.G, data.status, data.covariates, data.households,
-                                     data.variant_ids, data.feature_ids, chunk_size=chunk_size)
-    else:
-        frames = associate(data.Y, data.G, data.status, data.covariates, data.variant_ids,
-                           data.feature_ids, chunk_size=chunk_size)
+    frames = associate(data.Y, data.G, data.status, data.covariates, data.variant_ids, data.feature_ids,
+                       households=data.households if clustered else None, chunk_size=chunk_size)
     return pd.concat(list(frames), ignore_index=True)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 
-from workflow_scripts.differential.mixed_model import fit_random_intercept
+from workflow_scripts.models.mixed_model import fit_random_intercept
 
 DATA = Path("/work/shared/data/real/imsms_16s")
 FORMULA = "y ~ disease + sex + age + bmi + C(site)"

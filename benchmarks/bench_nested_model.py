@@ -18,9 +18,9 @@ import pandas as pd
 import statsmodels.formula.api as smf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_differential_variance_components import simulate  # noqa: E402
+from test_models_nested_model import simulate  # noqa: E402
 
-from workflow_scripts.differential.variance_components import fit_nested_random_intercepts  # noqa: E402
+from workflow_scripts.models.nested_model import fit_nested_random_intercepts  # noqa: E402
 
 
 def main(argv=None) -> int:

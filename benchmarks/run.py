@@ -63,14 +63,12 @@ import yaml  # noqa: E402
 import bench_association  # noqa: E402
 import bench_mixed_model  # noqa: E402
 import bench_permanova  # noqa: E402
-from workflow_scripts.association.prepare import GenotypeView  # noqa: E402
-from workflow_scripts.association.prepare import Settings as AssociationSettings  # noqa: E402
-from workflow_scripts.association.prepare import prepare  # noqa: E402
+from workflow_scripts.association.prepare import AssociationSettings, GenotypeView, prepare  # noqa: E402
 from workflow_scripts.cohort import Cohort, read_cohort  # noqa: E402
-from workflow_scripts.design import build_design, first_samples, participant_profiles  # noqa: E402
+from workflow_scripts.design import build_design, first_samples  # noqa: E402
 from workflow_scripts.diversity.beta import distance_matrix  # noqa: E402
 from workflow_scripts.synthetic import generate, write  # noqa: E402
-from workflow_scripts.transform import clr_abundance, select_features  # noqa: E402
+from workflow_scripts.transforms import clr_abundance, participant_profiles, select_features  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -282,7 +280,7 @@ def mixed_model_inputs(cohort: Cohort, config: dict):
 
 def association_inputs(cohort: Cohort, config: dict):
     """The association stage's prepared inputs (its ``prepare``), and the rows whose interaction it reports."""
-    settings = AssociationSettings(**dict(config["association"], covariates=config["covariates"]))
+    settings = AssociationSettings.from_config(config["association"], covariates=config["covariates"])
     prepared = prepare(cohort, settings)
     tested = prepared.variant_qc[prepared.variant_qc["chunk"] >= 0].sort_index()
     part = prepared.participants

@@ -8,29 +8,30 @@
 # genotypes (inputs.genotypes and inputs.blood_manifest) no rule is defined and nothing is
 # written; the report says the stage was skipped.
 
-from workflow_scripts.association.files import chunk_files, chunk_mem_mb, gather_mem_mb
-
-validate_section("association")
-
+from workflow_scripts.association.resources import (
+    chunk_files,
+    chunk_mem_mb,
+    gather_mem_mb,
+)
 
 if HAS_GENOTYPES:
 
-    FINAL_OUTPUTS.extend(
-        [
-            out("association/ledger.tsv"),
-            out("association/variant_qc.tsv"),
-            out("association/genotype_species.tsv"),
-            out("association/variant_summary.tsv"),
-            out("association/summary.json"),
-            out("association/summary.md"),
+    STAGE_OUTPUTS["association"] = {
+        "ledger": out("association/ledger.tsv"),
+        "variant_qc": out("association/variant_qc.tsv"),
+        "table": out("association/genotype_species.tsv"),
+        "variant_summary": out("association/variant_summary.tsv"),
+        "summary": out("association/summary.json"),
+        "markdown": out("association/summary.md"),
+        "figures": [
             out("association/figures/manhattan_interaction.png"),
             out("association/figures/heatmap_interaction.png"),
-        ]
-    )
+        ],
+    }
 
     checkpoint association_prepare:
         input:
-            cohort_outputs(),
+            cohort=cohort_outputs(),
         output:
             ledger=out("association/ledger.tsv"),
             variant_qc=out("association/variant_qc.tsv"),
@@ -42,27 +43,27 @@ if HAS_GENOTYPES:
         benchmark:
             benchmark_path("association_prepare")
         conda:
-            "../envs/workflow.yaml"
+            ENV
         threads: 1
         resources:
             # QC and genetic PCs stream the dosages in blocks; PCs need participants^2.
             # 1.9 GB at 4,000 participants x 10,000 variants: grows with their product.
-            mem_mb=lambda wildcards, input, attempt: mem_mb(
-                1,
-                attempt,
-                extra_mb=40e-6 * cohort_size(input, "n_participants", "n_variants"),
+            mem_mb=job_mem_mb(
+                extra=lambda input: 40e-6
+                * cohort_size(input, "n_participants", "n_variants")
             ),
-            runtime=lambda wildcards, attempt: runtime(1, attempt),
+            runtime=job_runtime(),
         params:
             py=PY,
             settings=as_json(
                 dict(config["association"], covariates=config["covariates"])
             ),
-            cohort_dir=lambda wildcards, input: Path(input[0]).parent,
-            outdir=lambda wildcards, output: Path(output.ledger).parent,
+            cohort_dir=cohort_dir,
         shell:
-            "{params.py} workflow_scripts.association.cli prepare --cohort {params.cohort_dir}"
-            " --settings {params.settings:q} --outdir {params.outdir} --log {log}"
+            "{params.py} workflow_scripts.association.cli prepare --cohort {params.cohort_dir:q}"
+            " --settings {params.settings:q} --ledger {output.ledger:q}"
+            " --variant-qc {output.variant_qc:q} --participants {output.participants:q}"
+            " --abundance {output.abundance:q} --prepared {output.summary:q} --log {log:q}"
 
     rule association_chunk:
         input:
@@ -80,21 +81,22 @@ if HAS_GENOTYPES:
         wildcard_constraints:
             chunk=r"\d+",
         conda:
-            "../envs/workflow.yaml"
+            ENV
         threads: 1
         resources:
-            # Grows with chunk_size x (participants + species); see files.chunk_mem_mb.
+            # Grows with chunk_size x (participants + species); see resources.chunk_mem_mb.
             mem_mb=lambda wildcards, input, attempt: chunk_mem_mb(
                 input.summary, config["resources"]["mem_mb"], attempt
             ),
-            runtime=lambda wildcards, attempt: runtime(1, attempt),
+            runtime=job_runtime(),
         params:
             py=PY,
-            cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
-            outdir=lambda wildcards, input: Path(input.variant_qc).parent,
+            cohort_dir=cohort_dir,
         shell:
-            "{params.py} workflow_scripts.association.cli chunk --cohort {params.cohort_dir}"
-            " --outdir {params.outdir} --chunk {wildcards.chunk} --output {output} --log {log}"
+            "{params.py} workflow_scripts.association.cli chunk --cohort {params.cohort_dir:q}"
+            " --participants {input.participants:q} --abundance {input.abundance:q}"
+            " --variant-qc {input.variant_qc:q} --prepared {input.summary:q}"
+            " --chunk {wildcards.chunk:q} --output {output:q} --log {log:q}"
 
     rule association_gather:
         input:
@@ -102,7 +104,6 @@ if HAS_GENOTYPES:
                 checkpoints.association_prepare.get().output.summary,
                 out("association/chunks/chunk_{}.npy"),
             ),
-            participants=out("association/prepared/participants.tsv"),
             abundance=out("association/prepared/abundance.tsv"),
             variant_qc=out("association/variant_qc.tsv"),
             summary=out("association/prepared/summary.json"),
@@ -117,21 +118,22 @@ if HAS_GENOTYPES:
         benchmark:
             benchmark_path("association_gather")
         conda:
-            "../envs/workflow.yaml"
+            ENV
         threads: 1
         resources:
             # 32 bytes per variant x species test (both p- and q-values) plus one chunk.
             mem_mb=lambda wildcards, input, attempt: gather_mem_mb(
                 input.summary, config["resources"]["mem_mb"], attempt
             ),
-            runtime=lambda wildcards, attempt: runtime(1, attempt),
+            runtime=job_runtime(),
         params:
             py=PY,
-            outdir=lambda wildcards, output: Path(output.table).parent,
-            chunk_dir=lambda wildcards, output: Path(output.table).parent / "chunks",
         shell:
-            "{params.py} workflow_scripts.association.cli gather --outdir {params.outdir}"
-            " --chunk-dir {params.chunk_dir} --log {log}"
+            "{params.py} workflow_scripts.association.cli gather --chunks {input.chunks:q}"
+            " --abundance {input.abundance:q} --variant-qc {input.variant_qc:q}"
+            " --prepared {input.summary:q} --table {output.table:q}"
+            " --variant-summary {output.variant_summary:q} --heatmap {output.heatmap:q}"
+            " --summary {output.summary:q} --markdown {output.markdown:q} --log {log:q}"
 
     rule association_figures:
         input:
@@ -154,14 +156,15 @@ if HAS_GENOTYPES:
         benchmark:
             benchmark_path("association_figures")
         conda:
-            "../envs/workflow.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-            runtime=lambda wildcards, attempt: runtime(1, attempt),
+            mem_mb=job_mem_mb(),
+            runtime=job_runtime(),
         params:
             py=PY,
-            outdir=lambda wildcards, input: Path(input.summary).parent,
         shell:
-            "{params.py} workflow_scripts.association.cli figures --outdir {params.outdir}"
-            " --log {log}"
+            "{params.py} workflow_scripts.association.cli figures"
+            " --variant-summary {input.variant_summary:q} --heatmap {input.heatmap:q}"
+            " --summary {input.summary:q} --manhattan {output.manhattan:q}"
+            " --heatmap-figure {output.heatmap:q} --log {log:q}"

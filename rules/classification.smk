@@ -1,20 +1,23 @@
-# Classification: every taxon protective, neutral or high-risk, with its evidence.
+# Classification: every taxon protective, neutral or high-risk, with its evidence. It reads
+# the other stages' result files (never their code).
 
-
-validate_section("classification")
+STAGE_OUTPUTS["classification"] = {
+    "classification": out("classification/species_classification.tsv")
+}
 
 
 rule classification:
     input:
-        cohort=cohort_outputs(),
         consensus=out("differential/consensus.tsv"),
         primary=out(f"differential/{config['classification']['primary_method']}.tsv"),
-        sites=out("differential/site_effects.tsv"),
+        site_effects=out("differential/site_effects.tsv"),
         treatment=out("differential/treatment_effects.tsv"),
-        ledger=out("differential/ledger.tsv"),
+        untested=out("differential/ledger.tsv"),
+        # With genotypes: the genotype x MS interactions and the variants' labels.
         associations=(
             [out("association/genotype_species.tsv")] if HAS_GENOTYPES else []
         ),
+        variants=[cohort_file("variants.tsv")] if HAS_GENOTYPES else [],
     output:
         out("classification/species_classification.tsv"),
     log:
@@ -22,25 +25,17 @@ rule classification:
     benchmark:
         benchmark_path("classification")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=as_json(config["classification"]),
-        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
-        differential=lambda wildcards, input: Path(input.consensus).parent,
-        association=lambda wildcards, input: (
-            f"--association {Path(input.associations[0]).parent}"
-            if input.associations
-            else ""
-        ),
     shell:
-        "{params.py} workflow_scripts.classification.cli --differential {params.differential}"
-        " --cohort {params.cohort_dir} {params.association} --settings {params.settings:q}"
-        " --out {output} --log {log}"
-
-
-FINAL_OUTPUTS.append(out("classification/species_classification.tsv"))
+        "{params.py} workflow_scripts.classification.cli --consensus {input.consensus:q}"
+        " --primary {input.primary:q} --site-effects {input.site_effects:q}"
+        " --treatment {input.treatment:q} --untested {input.untested:q}"
+        " --associations {input.associations:q} --variants {input.variants:q}"
+        " --settings {params.settings:q} --out {output:q} --log {log:q}"

@@ -1,4 +1,4 @@
-# Config loading, validation and the small helpers every rule file uses.
+# Config loading and validation, and the small helpers every rule file uses.
 import json
 import math
 import shlex
@@ -11,8 +11,25 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import update_config, validate
 
 from workflow_scripts.cohort import cohort_files
+from workflow_scripts.settings import path_problems, refuse_code_in_config
 
 REPO = Path(workflow.basedir)
+SCHEMAS = REPO / "config" / "schema"
+
+# Snakemake has already read (and, for YTE templates or YAML python tags, evaluated) the
+# --configfile files before this line runs; a config that asks for code is refused here
+# so that no result is made from it. README "Security" says why it cannot be refused earlier.
+_code = [
+    why
+    for path in workflow.config_settings.configfiles
+    if (why := refuse_code_in_config(path))
+]
+if _code:
+    raise WorkflowError(
+        "config files must be data, not code:\n  "
+        + "\n  ".join(_code)
+        + "\nFix: write plain YAML values (no __use_yte__, no !!python tags)."
+    )
 
 # The bundled config is the default only when no config with `inputs` is given, so
 # a user's config never inherits the synthetic cohort's optional inputs (tree,
@@ -27,7 +44,14 @@ if "inputs" not in config:
     config.clear()
     config.update(bundled)
 
-validate(config, "../config/schema/config.schema.yaml")
+# --- Validation: the top-level schema, then one schema file per stage section -------------
+_unsafe = path_problems(config)
+if _unsafe:
+    raise WorkflowError("\n".join(_unsafe))
+validate(config, str(SCHEMAS / "config.schema.yaml"))
+for _schema in sorted(SCHEMAS.glob("*.schema.yaml")):
+    if _schema.name != "config.schema.yaml":
+        validate(config, str(_schema))
 
 # Rules run `{PY} workflow_scripts.<stage>...`: the interpreter running Snakemake, or
 # the rule's conda env python under --sdm conda; PYTHONPATH finds the package even
@@ -37,6 +61,8 @@ PY = (
     f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} "
     f"{'python' if _USES_CONDA else shlex.quote(sys.executable)} -m"
 )
+# The conda environment of every rule (`--sdm conda`).
+ENV = "../envs/workflow.yaml"
 
 INPUT_KEYS = [
     "participants",
@@ -81,6 +107,65 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+def cohort_dir(wildcards, input):
+    """The harmonised cohort's directory (its files are a rule's `cohort` input)."""
+    return Path(input.cohort[0]).parent
+
+
+def mem_mb(base, attempt=1, extra_mb=0):
+    """Memory for a job: `base` times the configured baseline, plus `extra_mb` that grows
+    with the data, doubled on each retry (Slurm ends a job over its memory with
+    OUT_OF_MEMORY; the retry gets twice as much)."""
+    return int(
+        (config["resources"]["mem_mb"] * base + math.ceil(extra_mb))
+        * 2 ** (attempt - 1)
+    )
+
+
+def runtime(base, attempt=1, extra_min=0):
+    """Minutes for a job: `base` times the configured baseline, plus `extra_min` that grows
+    with the data, doubled on each retry (a job Slurm ends with TIMEOUT gets twice the time).
+    """
+    return int(
+        (config["resources"]["runtime"] * base + math.ceil(extra_min))
+        * 2 ** (attempt - 1)
+    )
+
+
+def job_mem_mb(base=1, extra=None):
+    """A rule's `mem_mb` resource: mem_mb(base, attempt) plus `extra(input)` MB."""
+    if extra is None:
+        return lambda wildcards, attempt: mem_mb(base, attempt)
+    return lambda wildcards, input, attempt: mem_mb(base, attempt, extra(input))
+
+
+def job_runtime(base=1, extra=None):
+    """A rule's `runtime` resource: runtime(base, attempt) plus `extra(input)` minutes."""
+    if extra is None:
+        return lambda wildcards, attempt: runtime(base, attempt)
+    return lambda wildcards, input, attempt: runtime(base, attempt, extra(input))
+
+
+def cohort_size(input, *counts):
+    """Product of counts from the harmonised cohort's cohort.json among a job's inputs
+    (e.g. "n_participants", "n_variants"); 0 until ingest has written it. Resources that
+    use it are evaluated when the job is about to run, after its inputs exist."""
+    path = next((Path(p) for p in input if str(p).endswith("cohort.json")), None)
+    if path is None or not path.exists():
+        return 0
+    info = json.loads(path.read_text())
+    return math.prod(int(info.get(name) or 0) for name in counts)
+
+
+def cohort_file(name):
+    """One file of the harmonised cohort (its layout: workflow_scripts/cohort.py)."""
+    return out(f"ingest/cohort/{name}")
+
+
+def cohort_outputs():
+    return [cohort_file(name) for name in cohort_files(HAS_TREE, HAS_GENOTYPES)]
+
+
 def ingest_settings():
     settings = dict(INPUTS)
     settings.update(
@@ -92,25 +177,6 @@ def ingest_settings():
         **config["ingest"],
     )
     return settings
-
-
-def cohort_outputs():
-    return [
-        out(f"ingest/cohort/{name}") for name in cohort_files(HAS_TREE, HAS_GENOTYPES)
-    ]
-
-
-def ingest_outputs():
-    return [out("ingest/ledger.tsv")] + cohort_outputs()
-
-
-def validate_section(name):
-    """Validate and fill one stage's config section with its own schema file."""
-    validate(config, f"../config/schema/{name}.schema.yaml")
-
-
-# Each stage's rule file adds the outputs `rule all` asks for.
-FINAL_OUTPUTS = []
 
 
 def diversity_metrics():
@@ -134,37 +200,6 @@ def diversity_settings():
     return settings
 
 
-def mem_mb(base, attempt=1, extra_mb=0):
-    """Memory for a job: `base` times the configured baseline, plus `extra_mb` that grows
-    with the data, doubled on each retry (Slurm ends a job over its memory with
-    OUT_OF_MEMORY; the retry gets twice as much)."""
-    return int(
-        (config["resources"]["mem_mb"] * base + math.ceil(extra_mb))
-        * 2 ** (attempt - 1)
-    )
-
-
-def runtime(base, attempt=1, extra_min=0):
-    """Minutes for a job: `base` times the configured baseline, plus `extra_min` that grows
-    with the data, doubled on each retry (a job Slurm ends with TIMEOUT gets twice the time).
-    """
-    return int(
-        (config["resources"]["runtime"] * base + math.ceil(extra_min))
-        * 2 ** (attempt - 1)
-    )
-
-
-def cohort_size(input, *counts):
-    """Product of counts from the harmonised cohort's cohort.json among a job's inputs
-    (e.g. "n_participants", "n_variants"); 0 until ingest has written it. Resources that
-    use it are evaluated when the job is about to run, after its inputs exist."""
-    path = next((Path(p) for p in input if str(p).endswith("cohort.json")), None)
-    if path is None or not path.exists():
-        return 0
-    info = json.loads(path.read_text())
-    return math.prod(int(info.get(name) or 0) for name in counts)
-
-
 def diversity_mb(input):
     """Memory a diversity job adds: about six participants x participants float64
     matrices (distances, Gower matrix, eigenvectors, temporaries)."""
@@ -178,3 +213,59 @@ def diversity_minutes(input):
     n = cohort_size(input, "n_participants")
     permutations = config["diversity"]["permutations"]
     return 4 * ((n / 4000) ** 3 + (n / 4000) ** 2 * permutations / 999)
+
+
+# --- The results of each stage ------------------------------------------------------------
+# Each rule file declares the results that rule all, provenance and the report use,
+# STAGE_OUTPUTS["<stage>"] = {name: path or list of paths}. They are read only when
+# Snakemake evaluates rule all's and those rules' input functions, after every rule file is
+# included, so the order of the includes does not matter. (Snakemake's linter wants the
+# functions of a workflow in this file, not in the rule files.)
+STAGE_OUTPUTS = {}
+
+
+def paths(outputs):
+    """Every path of a stage's outputs (a dict of paths and lists of paths)."""
+    found = []
+    for value in outputs.values():
+        found.extend(value if isinstance(value, list) else [value])
+    return found
+
+
+def stage_outputs(wildcards=None, exclude=("report",)):
+    """The results of every stage but the report (what provenance records)."""
+    return [
+        path
+        for stage, outputs in STAGE_OUTPUTS.items()
+        if stage not in exclude
+        for path in paths(outputs)
+    ]
+
+
+def all_outputs(wildcards=None):
+    return stage_outputs(exclude=())
+
+
+def report_inputs(wildcards):
+    """The files the report shows, by name (empty lists for a stage that did not run)."""
+    ingest, diversity = STAGE_OUTPUTS["ingest"], STAGE_OUTPUTS["diversity"]
+    differential = STAGE_OUTPUTS["differential"]
+    association = STAGE_OUTPUTS.get("association", {})
+    return {
+        "cohort_info": cohort_file("cohort.json"),
+        "participants": cohort_file("participants.tsv"),
+        "ledger": ingest["ledger"],
+        "alpha_tests": diversity["alpha_tests"],
+        "permanova": diversity["permanova"],
+        "permdisp": diversity["permdisp"],
+        "alpha_figure": diversity["alpha_figure"],
+        "pcoa_figures": diversity["pcoa_figures"],
+        "consensus": differential["consensus"],
+        "differential_figures": [differential["agreement_figure"]]
+        + differential["volcano_figures"],
+        "associations": association.get("table", []),
+        "association_summary": association.get("summary", []),
+        "association_figures": association.get("figures", []),
+        "classification": STAGE_OUTPUTS["classification"]["classification"],
+        "provenance": STAGE_OUTPUTS["report"]["provenance"],
+    }

@@ -2,31 +2,25 @@
 # tested features, run every configured method (one job each), the therapy effects, the
 # pseudo-count sensitivity and the per-site meta-analysis, then the consensus and figures.
 
-
-validate_section("differential")
-
 DIFFERENTIAL_METHODS = config["differential"]["methods"]
 DIFFERENTIAL_SETTINGS = as_json(
     dict(config["differential"], covariates=config["covariates"], seed=config["seed"])
 )
 
-
-FINAL_OUTPUTS.extend(
-    [
-        out("differential/ledger.tsv"),
-        out("differential/features.tsv"),
-        out("differential/consensus.tsv"),
-        out("differential/sensitivity.tsv"),
-        out("differential/treatment_effects.tsv"),
-        out("differential/site_effects.tsv"),
-        out("differential/site_meta.tsv"),
-        out("differential/figures/agreement.png"),
-    ]
-    + expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS)
-    + expand(
+STAGE_OUTPUTS["differential"] = {
+    "ledger": out("differential/ledger.tsv"),
+    "features": out("differential/features.tsv"),
+    "consensus": out("differential/consensus.tsv"),
+    "sensitivity": out("differential/sensitivity.tsv"),
+    "treatment": out("differential/treatment_effects.tsv"),
+    "site_effects": out("differential/site_effects.tsv"),
+    "site_meta": out("differential/site_meta.tsv"),
+    "agreement_figure": out("differential/figures/agreement.png"),
+    "methods": expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS),
+    "volcano_figures": expand(
         out("differential/figures/volcano_{method}.png"), method=DIFFERENTIAL_METHODS
-    )
-)
+    ),
+}
 
 
 rule differential_prepare:
@@ -40,19 +34,19 @@ rule differential_prepare:
     benchmark:
         benchmark_path("differential_prepare")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
-        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+        cohort_dir=cohort_dir,
     shell:
-        "{params.py} workflow_scripts.differential.cli prepare --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --ledger {output.ledger}"
-        " --features {output.features} --log {log}"
+        "{params.py} workflow_scripts.differential.cli prepare --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --ledger {output.ledger:q}"
+        " --features {output.features:q} --log {log:q}"
 
 
 rule differential_method:
@@ -68,19 +62,19 @@ rule differential_method:
     wildcard_constraints:
         method="|".join(DIFFERENTIAL_METHODS),
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
-        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+        cohort_dir=cohort_dir,
     shell:
-        "{params.py} workflow_scripts.differential.cli method --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --features {input.features}"
-        " --method {wildcards.method} --output {output} --log {log}"
+        "{params.py} workflow_scripts.differential.cli method --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --method {wildcards.method:q} --output {output:q} --log {log:q}"
 
 
 rule differential_sensitivity:
@@ -94,19 +88,19 @@ rule differential_sensitivity:
     benchmark:
         benchmark_path("differential_sensitivity")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
-        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+        cohort_dir=cohort_dir,
     shell:
-        "{params.py} workflow_scripts.differential.cli sensitivity --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --features {input.features}"
-        " --output {output} --log {log}"
+        "{params.py} workflow_scripts.differential.cli sensitivity --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --output {output:q} --log {log:q}"
 
 
 rule differential_treatment:
@@ -120,19 +114,19 @@ rule differential_treatment:
     benchmark:
         benchmark_path("differential_treatment")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
-        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+        cohort_dir=cohort_dir,
     shell:
-        "{params.py} workflow_scripts.differential.cli treatment --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --features {input.features}"
-        " --output {output} --log {log}"
+        "{params.py} workflow_scripts.differential.cli treatment --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --output {output:q} --log {log:q}"
 
 
 rule differential_sites:
@@ -147,19 +141,19 @@ rule differential_sites:
     benchmark:
         benchmark_path("differential_sites")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
-        cohort_dir=lambda wildcards, input: Path(input.cohort[0]).parent,
+        cohort_dir=cohort_dir,
     shell:
-        "{params.py} workflow_scripts.differential.cli sites --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --features {input.features}"
-        " --effects {output.effects} --meta {output.meta} --log {log}"
+        "{params.py} workflow_scripts.differential.cli sites --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --effects {output.effects:q} --meta {output.meta:q} --log {log:q}"
 
 
 rule differential_consensus:
@@ -174,19 +168,19 @@ rule differential_consensus:
     benchmark:
         benchmark_path("differential_consensus")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
     shell:
         "{params.py} workflow_scripts.differential.cli consensus"
-        " --settings {params.settings:q} --methods {input.methods}"
-        " --sensitivity {input.sensitivity} --site-meta {input.site_meta}"
-        " --output {output} --log {log}"
+        " --settings {params.settings:q} --methods {input.methods:q}"
+        " --sensitivity {input.sensitivity:q} --site-meta {input.site_meta:q}"
+        " --output {output:q} --log {log:q}"
 
 
 rule differential_volcano:
@@ -206,17 +200,17 @@ rule differential_volcano:
     wildcard_constraints:
         method="|".join(DIFFERENTIAL_METHODS),
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
     shell:
         "{params.py} workflow_scripts.differential.cli volcano --settings {params.settings:q}"
-        " --table {input} --output {output} --log {log}"
+        " --table {input:q} --output {output:q} --log {log:q}"
 
 
 rule differential_agreement:
@@ -234,15 +228,15 @@ rule differential_agreement:
     benchmark:
         benchmark_path("differential_agreement")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=DIFFERENTIAL_SETTINGS,
     shell:
         "{params.py} workflow_scripts.differential.cli agreement --settings {params.settings:q}"
-        " --consensus {input.consensus} --methods {input.methods}"
-        " --output {output} --log {log}"
+        " --consensus {input.consensus:q} --methods {input.methods:q}"
+        " --output {output:q} --log {log:q}"

@@ -1,25 +1,21 @@
 # Diversity: alpha, beta, ordination, PERMANOVA and PERMDISP, with figures.
 
-
-validate_section("diversity")
-
-
-FINAL_OUTPUTS.extend(
-    [
-        out("diversity/alpha.tsv"),
-        out("diversity/alpha_tests.tsv"),
-        out("diversity/permanova.tsv"),
-        out("diversity/permdisp.tsv"),
-        out("diversity/figures/alpha.png"),
-    ]
-    + expand(out("diversity/beta_{metric}.tsv"), metric=diversity_metrics())
-    + expand(out("diversity/figures/pcoa_{metric}.png"), metric=diversity_metrics())
-)
+STAGE_OUTPUTS["diversity"] = {
+    "alpha": out("diversity/alpha.tsv"),
+    "alpha_tests": out("diversity/alpha_tests.tsv"),
+    "permanova": out("diversity/permanova.tsv"),
+    "permdisp": out("diversity/permdisp.tsv"),
+    "alpha_figure": out("diversity/figures/alpha.png"),
+    "distances": expand(out("diversity/beta_{metric}.tsv"), metric=diversity_metrics()),
+    "pcoa_figures": expand(
+        out("diversity/figures/pcoa_{metric}.png"), metric=diversity_metrics()
+    ),
+}
 
 
 rule diversity_alpha:
     input:
-        cohort_outputs(),
+        cohort=cohort_outputs(),
     output:
         alpha=out("diversity/alpha.tsv"),
         alpha_tests=out("diversity/alpha_tests.tsv"),
@@ -34,27 +30,26 @@ rule diversity_alpha:
     benchmark:
         benchmark_path("diversity_alpha")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input, attempt: mem_mb(
-            2, attempt, extra_mb=diversity_mb(input)
-        ),
-        runtime=lambda wildcards, input, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(2, extra=diversity_mb),
+        runtime=job_runtime(),
     params:
         py=PY,
         settings=as_json(diversity_settings()),
-        cohort_dir=lambda wildcards, input: Path(input[0]).parent,
-        outdir=lambda wildcards, output: Path(output.alpha).parent,
+        cohort_dir=cohort_dir,
     shell:
-        "{params.py} workflow_scripts.diversity.cli alpha --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --outdir {params.outdir} --log {log}"
+        "{params.py} workflow_scripts.diversity.cli alpha --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --alpha {output.alpha:q}"
+        " --alpha-tests {output.alpha_tests:q} --ledger {output.ledger:q}"
+        " --figure {output.alpha_figure:q} --log {log:q}"
 
 
 # One job per beta metric: a cluster runs them side by side.
 rule diversity_beta:
     input:
-        cohort_outputs(),
+        cohort=cohort_outputs(),
     output:
         beta=out("diversity/beta_{metric}.tsv"),
         pcoa=out("diversity/pcoa_{metric}.txt"),
@@ -72,26 +67,23 @@ rule diversity_beta:
     wildcard_constraints:
         metric="|".join(diversity_metrics()) or "none",
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
         # A participants x participants distance matrix, its eigenvectors and
         # temporaries; time: see diversity_minutes.
-        mem_mb=lambda wildcards, input, attempt: mem_mb(
-            2, attempt, extra_mb=diversity_mb(input)
-        ),
-        runtime=lambda wildcards, input, attempt: runtime(
-            1, attempt, extra_min=diversity_minutes(input)
-        ),
+        mem_mb=job_mem_mb(2, extra=diversity_mb),
+        runtime=job_runtime(extra=diversity_minutes),
     params:
         py=PY,
         settings=as_json(diversity_settings()),
-        cohort_dir=lambda wildcards, input: Path(input[0]).parent,
-        outdir=lambda wildcards, output: Path(output.beta).parent,
+        cohort_dir=cohort_dir,
     shell:
         "NUMBA_NUM_THREADS={threads} {params.py} workflow_scripts.diversity.cli beta"
-        " --metric {wildcards.metric} --cohort {params.cohort_dir}"
-        " --settings {params.settings:q} --outdir {params.outdir} --log {log}"
+        " --metric {wildcards.metric:q} --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --distances {output.beta:q}"
+        " --ordination {output.pcoa:q} --permanova {output.permanova:q}"
+        " --permdisp {output.permdisp:q} --figure {output.figure:q} --log {log:q}"
 
 
 rule diversity_tests:
@@ -110,15 +102,14 @@ rule diversity_tests:
     benchmark:
         benchmark_path("diversity_tests")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
-        settings=as_json(diversity_settings()),
-        outdir=lambda wildcards, output: Path(output.permanova).parent,
     shell:
         "{params.py} workflow_scripts.diversity.cli gather"
-        " --settings {params.settings:q} --outdir {params.outdir} --log {log}"
+        " --permanova-parts {input.permanova:q} --permdisp-parts {input.permdisp:q}"
+        " --permanova {output.permanova:q} --permdisp {output.permdisp:q} --log {log:q}"

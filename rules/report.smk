@@ -1,39 +1,43 @@
 # Provenance of the run and the self-contained HTML report (both read every stage's outputs).
+# Their inputs are functions (stage_outputs, report_inputs in common.smk), evaluated after
+# every rule file is included, so they see every stage's outputs whatever the include order.
+
+STAGE_OUTPUTS["report"] = {
+    "provenance": out("provenance.json"),
+    "report": out("report/report.html"),
+}
 
 
 rule provenance:
     input:
-        list(FINAL_OUTPUTS),
+        stage_outputs,
     output:
-        out("provenance.json"),
+        STAGE_OUTPUTS["report"]["provenance"],
     log:
         log_path("provenance"),
     benchmark:
         benchmark_path("provenance")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
         config=as_json(config),
         outdir=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "{params.py} workflow_scripts.provenance --config {params.config:q}"
-        " --outdir {params.outdir} --out {output} {input} > {log} 2>&1"
-
-
-FINAL_OUTPUTS.append(out("provenance.json"))
+        " --outdir {params.outdir:q} --out {output:q} --log {log:q} {input:q}"
 
 
 rule report:
     input:
-        list(FINAL_OUTPUTS),
+        unpack(report_inputs),
     output:
         report(
-            out("report/report.html"),
+            STAGE_OUTPUTS["report"]["report"],
             caption="../resources/report/report.rst",
             category="Report",
         ),
@@ -42,16 +46,22 @@ rule report:
     benchmark:
         benchmark_path("report")
     conda:
-        "../envs/workflow.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: mem_mb(1, attempt),
-        runtime=lambda wildcards, attempt: runtime(1, attempt),
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
     params:
         py=PY,
-        outdir=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
-        "{params.py} workflow_scripts.report.build --outdir {params.outdir} --out {output} > {log} 2>&1"
-
-
-FINAL_OUTPUTS.append(out("report/report.html"))
+        "{params.py} workflow_scripts.report.build --cohort-info {input.cohort_info:q}"
+        " --participants {input.participants:q} --ledger {input.ledger:q}"
+        " --alpha-tests {input.alpha_tests:q} --permanova {input.permanova:q}"
+        " --permdisp {input.permdisp:q} --alpha-figure {input.alpha_figure:q}"
+        " --pcoa-figures {input.pcoa_figures:q} --consensus {input.consensus:q}"
+        " --differential-figures {input.differential_figures:q}"
+        " --associations {input.associations:q}"
+        " --association-summary {input.association_summary:q}"
+        " --association-figures {input.association_figures:q}"
+        " --classification {input.classification:q} --provenance {input.provenance:q}"
+        " --out {output:q} --log {log:q}"

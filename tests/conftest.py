@@ -27,6 +27,25 @@ def real_data(name: str) -> Path:
     return path
 
 
+@pytest.fixture
+def cohort_tables():
+    """Participants and samples tables with repeated samples, dates, an unpaired case and a missing age."""
+    participants = pd.DataFrame({
+        "household_id": ["H1", "H1", "H2", "H2", None, "H3", "H3"],
+        "site": ["B", "B", "A", "A", "A", "C", "C"],
+        "status": ["MS", "HHC", "MS", "HHC", "MS", "MS", "HHC"],
+        "sex": ["F", "M", "F", "F", "M", "F", "M"],
+        "age": [30.0, 31.0, 40.0, 41.0, 50.0, 60.0, np.nan],
+        "dmt": ["untreated", None, "ocrelizumab", None, None, "Interferon beta", None],
+    }, index=pd.Index(["p1", "c1", "p2", "c2", "p3", "p4", "c4"], name="participant_id"))
+    samples = pd.DataFrame({
+        "participant_id": ["p1", "p1", "c1", "p2", "c2", "p3", "p4", "c4"],
+        "collection_date": ["2021-05-01", "2021-01-01", None, "2020-01-01", "2020-01-02", None, None, None],
+        "sequencing_batch": ["r2", "r1", "r1", "r1", "r1", "r2", "r2", "r2"],
+    }, index=pd.Index(["s1b", "s1a", "s2", "s3", "s4", "s5", "s6", "s7"], name="sample_id"))
+    return participants, samples
+
+
 @dataclass
 class MiniCohort:
     """Six households (MS + HHC), one unpaired case; 12 features; 4 variants."""

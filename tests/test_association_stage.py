@@ -20,15 +20,15 @@ from scipy import stats
 
 from conftest import REPO
 from workflow_scripts.association import cli
-from workflow_scripts.association.engine import genetic_pcs
-from workflow_scripts.association.files import chunk_mem_mb, gather_mem_mb
-from workflow_scripts.association.prepare import GenotypeView, Settings, prepare
-from workflow_scripts.association.stage import OUTPUT_COLUMNS, dosage_blocks, gather, run_chunk
+from workflow_scripts.models.association import genetic_pcs
+from workflow_scripts.association.resources import chunk_mem_mb, gather_mem_mb
+from workflow_scripts.association.prepare import AssociationSettings, GenotypeView, prepare
+from workflow_scripts.association.chunks import OUTPUT_COLUMNS, dosage_blocks, gather, run_chunk
 from workflow_scripts.cohort import write_cohort
 from workflow_scripts.ingest.harmonise import Settings as IngestSettings
 from workflow_scripts.ingest.harmonise import ingest
-from workflow_scripts.ingest.ledger import COLUMNS as LEDGER_COLUMNS
-from workflow_scripts.stats import bh
+from workflow_scripts.ledger import COLUMNS as LEDGER_COLUMNS
+from workflow_scripts.models.multiple_testing import bh
 from workflow_scripts.synthetic import generate, write
 
 COVARIATES = ["sex", "age", "bmi"]
@@ -49,7 +49,7 @@ def make_cohort(root, **kwargs):
 def run_stage(cohort, prepared=None, **settings):
     """prepare -> every chunk -> gather, in-process; returns (prepared, table, result)."""
     if prepared is None:
-        prepared = prepare(cohort, Settings(covariates=COVARIATES, **settings))
+        prepared = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES, **settings))
     qc = prepared.variant_qc
     tested = qc[qc["chunk"] >= 0].sort_index()
 
@@ -137,7 +137,7 @@ def test_planted_effects_are_found_with_the_right_sign(planted):
 
 def test_permuted_genotypes_give_uniform_interaction_p_values(wide):
     cohort, _ = wide
-    prepared = prepare(cohort, Settings(covariates=COVARIATES))
+    prepared = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES))
     rng = np.random.default_rng(2024)
     columns = prepared.participants["genotype_column"].to_numpy()
     prepared.participants["genotype_column"] = columns[rng.permutation(columns.size)]
@@ -206,7 +206,7 @@ def test_ledger_lists_every_exclusion_with_its_reason(wide):
     cohort.genotypes[:, 0] = np.nan
     cohort.participants.loc[pids[1], "bmi"] = np.nan
     cohort.genotypes[3, 5:60] = np.nan                         # call rate 0.9
-    prepared = prepare(cohort, Settings(covariates=COVARIATES, maf_min=0.15))
+    prepared = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES, maf_min=0.15))
     ledger = prepared.ledger
     assert list(ledger.columns) == LEDGER_COLUMNS
     rows = ledger.set_index(["entity", "id"])
@@ -253,9 +253,9 @@ def test_interaction_needs_carriers_among_cases_and_controls(wide):
 
 def test_genetic_pcs_are_covariates_when_there_are_enough_variants(wide):
     cohort, _ = wide
-    none = prepare(cohort, Settings(covariates=COVARIATES))
+    none = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES))
     assert none.summary["genetic_pcs"]["used"] == 0 and "pcs_min_variants" in none.summary["genetic_pcs"]["reason"]
-    prepared = prepare(cohort, Settings(covariates=COVARIATES, genetic_pcs=2, pcs_min_variants=10))
+    prepared = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES, genetic_pcs=2, pcs_min_variants=10))
     assert prepared.covariate_columns[-2:] == ["PC1", "PC2"]
     tested = prepared.variant_qc[prepared.variant_qc["keep"]]
     view = GenotypeView(cohort.genotypes, np.sort(tested["row"].to_numpy()),
@@ -266,8 +266,8 @@ def test_genetic_pcs_are_covariates_when_there_are_enough_variants(wide):
 
 def test_pooled_profile_uses_every_stool_sample(wide):
     cohort, _ = wide
-    first = prepare(cohort, Settings(covariates=COVARIATES))
-    pooled = prepare(cohort, Settings(covariates=COVARIATES, repeated_samples="sum"))
+    first = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES))
+    pooled = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES, repeated_samples="sum"))
     assert (pooled.ledger["reason"] == "repeat_sample_not_used").sum() == 0
     assert pooled.summary["abundance"]["kind"] == "counts"
     repeated = cohort.samples.groupby("participant_id").size()
@@ -308,16 +308,26 @@ def test_command_line_end_to_end(bundled, tmp_path):
     _, cohort_dir = bundled
     out = tmp_path / "association"
     settings = json.dumps({"covariates": COVARIATES, "chunk_size": 10})
-    _cli("prepare", "--cohort", cohort_dir, "--settings", settings, "--outdir", out)
+    prepared = ["--variant-qc", out / "variant_qc.tsv", "--abundance", out / "prepared" / "abundance.tsv",
+                "--prepared", out / "prepared" / "summary.json"]
+    participants = ["--participants", out / "prepared" / "participants.tsv"]
+    _cli("prepare", "--cohort", cohort_dir, "--settings", settings, "--ledger", out / "ledger.tsv",
+         *prepared, *participants)
     summary = json.loads((out / "prepared" / "summary.json").read_text())
     assert summary["n_chunks"] == 4
-    for i in range(summary["n_chunks"]):
-        _cli("chunk", "--cohort", cohort_dir, "--outdir", out, "--chunk", i, "--output", out / "chunks" / f"chunk_{i}.npy")
-    _cli("gather", "--outdir", out)
+    chunks = [out / "chunks" / f"chunk_{i}.npy" for i in range(summary["n_chunks"])]
+    for i, chunk in enumerate(chunks):
+        _cli("chunk", "--cohort", cohort_dir, *prepared, *participants, "--chunk", i, "--output", chunk)
+    results = ["--variant-summary", out / "variant_summary.tsv", "--heatmap", out / "heatmap.tsv",
+               "--summary", out / "summary.json"]
+    gather = ["gather", *prepared, "--chunks", *chunks, "--table", out / "genotype_species.tsv",
+              "--markdown", out / "summary.md", *results]
+    _cli(*gather)
     first = (out / "genotype_species.tsv").read_bytes()
-    _cli("gather", "--outdir", out)
+    _cli(*gather)
     assert (out / "genotype_species.tsv").read_bytes() == first
-    _cli("figures", "--outdir", out)
+    _cli("figures", *results, "--manhattan", out / "figures" / "manhattan_interaction.png",
+         "--heatmap-figure", out / "figures" / "heatmap_interaction.png")
     table = pd.read_csv(out / "genotype_species.tsv", sep="\t")
     assert list(table.columns) == OUTPUT_COLUMNS
     assert len(table) == summary["n_variants_tested"] * summary["n_features"]
@@ -333,7 +343,7 @@ def test_command_line_end_to_end(bundled, tmp_path):
     # the prepared inputs round-trip exactly
     prepared = pd.read_csv(out / "prepared" / "abundance.tsv", sep="\t", index_col=0)
     cohort, _ = bundled
-    again = prepare(cohort, Settings(covariates=COVARIATES))
+    again = prepare(cohort, AssociationSettings.from_config(covariates=COVARIATES))
     np.testing.assert_array_equal(prepared.to_numpy(), again.abundance.to_numpy())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workflow_scripts.classification.rule import Rule, classify, modifier_text
+from workflow_scripts.classification.classify import ClassificationRule, classify, modifier_text
 
 FEATURES = ["s__A", "s__B", "s__C", "s__D", "s__E", "s__F", "s__G", "s__H"]
 
@@ -45,7 +45,7 @@ def stage_outputs():
 
 def test_each_branch_of_the_rule(stage_outputs):
     consensus, primary, sites, treatment, untested, assoc, variants = stage_outputs
-    out = classify(consensus, primary, sites, Rule(min_effect=0.5, exclude_site_driven=True), untested=untested,
+    out = classify(consensus, primary, sites, ClassificationRule.from_config(min_effect=0.5, exclude_site_driven=True), untested=untested,
                    treatment=treatment,
                    associations=assoc, variants=variants).set_index("feature")
     assert out.loc["s__A", "class"] == "high-risk" and "enriched in MS: 4 of 6" in out.loc["s__A", "reason"]
@@ -72,10 +72,10 @@ def test_each_branch_of_the_rule(stage_outputs):
 def test_protective_when_depleted_consistently(stage_outputs):
     consensus, primary, sites, *_ = stage_outputs
     sites = sites.assign(effect=[1.0, 0.5, 0.2, -0.3, -0.2, -0.1])
-    strict = classify(consensus, primary, sites, Rule(exclude_site_driven=True)).set_index("feature")
+    strict = classify(consensus, primary, sites, ClassificationRule.from_config(exclude_site_driven=True)).set_index("feature")
     assert strict.loc["s__B", "class"] == "protective" and "depleted in MS" in strict.loc["s__B", "reason"]
     assert strict.loc["s__F", "class"] == "neutral"  # site-driven
-    default = classify(consensus, primary, sites, Rule()).set_index("feature")
+    default = classify(consensus, primary, sites, ClassificationRule.from_config()).set_index("feature")
     assert default.loc["s__F", "class"] == "high-risk" and bool(default.loc["s__F", "site_driven"])
 
 

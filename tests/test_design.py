@@ -1,48 +1,17 @@
-"""The shared design: first samples, profiles, DMT indicators, covariate coding, exclusions."""
+"""The shared design: first samples, DMT indicators, covariate coding, exclusions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from workflow_scripts.design import build_design, dmt_indicators, first_samples, participant_profiles
-
-
-@pytest.fixture
-def cohort_tables():
-    participants = pd.DataFrame({
-        "household_id": ["H1", "H1", "H2", "H2", None, "H3", "H3"],
-        "site": ["B", "B", "A", "A", "A", "C", "C"],
-        "status": ["MS", "HHC", "MS", "HHC", "MS", "MS", "HHC"],
-        "sex": ["F", "M", "F", "F", "M", "F", "M"],
-        "age": [30.0, 31.0, 40.0, 41.0, 50.0, 60.0, np.nan],
-        "dmt": ["untreated", None, "ocrelizumab", None, None, "Interferon beta", None],
-    }, index=pd.Index(["p1", "c1", "p2", "c2", "p3", "p4", "c4"], name="participant_id"))
-    samples = pd.DataFrame({
-        "participant_id": ["p1", "p1", "c1", "p2", "c2", "p3", "p4", "c4"],
-        "collection_date": ["2021-05-01", "2021-01-01", None, "2020-01-01", "2020-01-02", None, None, None],
-        "sequencing_batch": ["r2", "r1", "r1", "r1", "r1", "r2", "r2", "r2"],
-    }, index=pd.Index(["s1b", "s1a", "s2", "s3", "s4", "s5", "s6", "s7"], name="sample_id"))
-    return participants, samples
+from workflow_scripts.design import build_design, dmt_indicators, first_samples
 
 
 def test_first_sample_is_the_earliest(cohort_tables):
     _, samples = cohort_tables
     first = first_samples(samples)
     assert first["p1"] == "s1a" and first["c1"] == "s2" and len(first) == 7
-
-
-def test_profiles_first_and_mean(cohort_tables):
-    _, samples = cohort_tables
-    table = pd.DataFrame({"a": [10, 30, 1, 1, 1, 1, 1, 1], "b": [90, 10, 1, 1, 1, 1, 1, 3]},
-                         index=samples.index, dtype=float)
-    first = participant_profiles(table, samples, "first")
-    assert first.loc["p1"].tolist() == [30, 10]
-    mean = participant_profiles(table, samples, "mean")
-    np.testing.assert_allclose(mean.loc["p1"], [(0.1 + 0.75) / 2, (0.9 + 0.25) / 2])
-    np.testing.assert_allclose(mean.loc["c4"], [0.25, 0.75])
-    assert list(first.index) == ["p1", "c1", "p2", "c2", "p3", "p4", "c4"]
 
 
 def test_dmt_indicators_are_zero_for_controls_and_untreated(cohort_tables):

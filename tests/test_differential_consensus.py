@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.differential import methods_linda, sensitivity
-from workflow_scripts.differential.consensus import Rule, add_site_meta, apply_robustness, consensus
+from workflow_scripts.differential import linda, sensitivity
+from workflow_scripts.differential.consensus import ConsensusRule, add_site_meta, apply_robustness, consensus
 from workflow_scripts.differential.methods import run_method
-from workflow_scripts.differential.stage import Settings, prepare
+from workflow_scripts.differential.prepare import DifferentialSettings, prepare
 from workflow_scripts.synthetic.taxa import DRUGS as TRUTH_DRUGS
 
-from test_differential_stage import synthetic_cohort
+from test_differential_prepare import synthetic_cohort
 
 
 def table(method, rows):
@@ -36,7 +36,7 @@ def test_rule_on_hand_made_tables():
                                      ("one", 1.0, 0.5), ("weak", 1.0, 0.5), ("relonly", -0.5, 0.002),
                                      ("nothing", 0.0, 0.9)]),
     }
-    out = consensus(tables, Rule()).set_index("feature")
+    out = consensus(tables, ConsensusRule.from_config()).set_index("feature")
     assert out.loc["up2", "call"] == "up" and out.loc["up2", "n_significant"] == 2
     assert out.loc["down2", "call"] == "down" and out.loc["down2", "direction"] == -1
     assert out.loc["down2", "min_qvalue"] == pytest.approx(0.008)
@@ -46,29 +46,29 @@ def test_rule_on_hand_made_tables():
     assert out.loc["one", "direction"] == 1 and out.loc["one", "call"] == "none"
     # two methods, but no strong evidence (smallest q 0.03 >= strong_q 0.01)
     assert out.loc["weak", "n_significant"] == 2 and out.loc["weak", "call"] == "none"
-    assert consensus(tables, Rule(strong_q=0.05)).set_index("feature").loc["weak", "call"] == "up"
+    assert consensus(tables, ConsensusRule.from_config(strong_q=0.05)).set_index("feature").loc["weak", "call"] == "up"
     # only the relative-abundance methods: a dilution pattern, not called
     assert out.loc["relonly", "n_significant"] == 2 and out.loc["relonly", "n_significant_compositional"] == 0
     assert out.loc["relonly", "call"] == "none"
-    assert consensus(tables, Rule(min_compositional=0)).set_index("feature").loc["relonly", "call"] == "down"
+    assert consensus(tables, ConsensusRule.from_config(min_compositional=0)).set_index("feature").loc["relonly", "call"] == "down"
     assert out.loc["nothing", "call"] == "none" and out.loc["nothing", "n_methods"] == 4
     assert list(out.index) == sorted(out.index)
     assert out.loc["up2", "sign_agreement"] == 1.0 and out.loc["up2", "effect_maaslin"] == 1.0
     # sign agreement: the call needs half of the methods' estimates on its side
-    strict = consensus(tables, Rule(min_sign_agreement=1.0)).set_index("feature")
+    strict = consensus(tables, ConsensusRule.from_config(min_sign_agreement=1.0)).set_index("feature")
     assert strict.loc["up2", "call"] == "up"
     tables["maaslin"].loc[tables["maaslin"]["feature"] == "up2", "effect"] = -1.0
     tables["imsms_lmm"].loc[tables["imsms_lmm"]["feature"] == "up2", "effect"] = -0.1
-    assert consensus(tables, Rule(min_sign_agreement=0.75)).set_index("feature").loc["up2", "call"] == "none"
+    assert consensus(tables, ConsensusRule.from_config(min_sign_agreement=0.75)).set_index("feature").loc["up2", "call"] == "none"
 
 
 def test_methods_without_a_result_do_not_count():
     tables = {"linda": table("linda", [("a", 1.0, 0.001)]),
               "aldex": table("aldex", [("a", np.nan, np.nan)])}
-    out = consensus(tables, Rule()).set_index("feature")
+    out = consensus(tables, ConsensusRule.from_config()).set_index("feature")
     assert out.loc["a", "n_methods"] == 1
     # asking for more methods than were run is capped at what was run
-    assert consensus({"linda": tables["linda"]}, Rule()).set_index("feature").loc["a", "call"] == "up"
+    assert consensus({"linda": tables["linda"]}, ConsensusRule.from_config()).set_index("feature").loc["a", "call"] == "up"
 
 
 def test_pseudocount_robustness_flag():
@@ -78,7 +78,7 @@ def test_pseudocount_robustness_flag():
         table("ancombc", [("a", 1.0, 0.001), ("b", 1.0, 0.2)]).assign(pseudo_count=0.1),
         table("ancombc", [("a", 1.0, 0.002), ("b", 1.0, 0.03)]).assign(pseudo_count=1.0),
     ])
-    rule = Rule()
+    rule = ConsensusRule.from_config()
     calls = sensitivity.alternative_calls(main, alternatives, rule)
     assert list(calls.columns) == ["call_pc0.1", "call_pc1"]
     assert calls.loc["b", "call_pc0.1"] == "none" and calls.loc["b", "call_pc1"] == "up"
@@ -99,10 +99,10 @@ def test_pseudocount_robustness_flag():
 
 
 def _run_stage(cohort):
-    settings = Settings.from_dict({"aldex": {"draws": 16}})
+    settings = DifferentialSettings.from_config({"aldex": {"draws": 16}})
     data = prepare(cohort, settings)
     tables = {m: run_method(m, data) for m in settings.methods}
-    return data, tables, consensus(tables, Rule.from_settings(settings)).set_index("feature")
+    return data, tables, consensus(tables, ConsensusRule.from_settings(settings)).set_index("feature")
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_planted_species_are_found_with_few_wrong_calls(planted):
     assert len(treatment_only) == 10
     assert (con.loc[con.index.intersection(treatment_only), "call"] == "none").all()
     # they are not missed for lack of signal: the model puts them on their drug's term
-    treatment = methods_linda.treatment_effects(data).set_index(["feature", "term"])
+    treatment = linda.treatment_effects(data).set_index(["feature", "term"])
     assert set(treatment.index.get_level_values("term")) == {f"dmt_{d}" for d in TRUTH_DRUGS}
     planted_drug = truth.truth_species.set_index("feature").loc[treatment_only]
     own = treatment.loc[[(f, f"dmt_{d}") for f, d in planted_drug["dmt"].items()]]
@@ -151,7 +151,7 @@ def test_site_meta_and_sensitivity_run_at_cohort_size(planted):
     assert (np.sign(out.loc[called, "meta_effect"]) == np.where(con.loc[called, "call"] == "up", 1, -1)).all()
     alternatives = sensitivity.rerun(data, methods=["linda"], pseudo_counts=[1.0])
     assert set(alternatives["method"]) == {"linda"} and len(alternatives) == len(data.features)
-    calls = sensitivity.alternative_calls(tables, alternatives, Rule())
+    calls = sensitivity.alternative_calls(tables, alternatives, ConsensusRule.from_config())
     assert (calls.loc[called, "call_pc1"] == con.loc[called, "call"]).mean() >= 0.9
 
 
@@ -167,13 +167,13 @@ def test_null_cohort_makes_at_most_one_call():
 def _classes(truth, data, tables, con):
     """The classification stage's rule on the stage's outputs (site meta, therapy effects included)."""
     from workflow_scripts import classification
-    from workflow_scripts.classification.rule import classify
+    from workflow_scripts.classification.classify import classify
     from workflow_scripts.differential import meta
 
     effects, _ = meta.per_site(data)
     table = add_site_meta(con.reset_index(), meta.meta_analysis(effects, data.features))
-    out = classify(table, tables["linda"], effects, classification.rule.Rule(),
-                   treatment=methods_linda.treatment_effects(data))
+    out = classify(table, tables["linda"], effects, classification.classify.ClassificationRule.from_config(),
+                   treatment=linda.treatment_effects(data))
     return out.set_index("feature")["class"]
 
 

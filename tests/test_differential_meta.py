@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from statsmodels.stats.meta_analysis import combine_effects
 
-from workflow_scripts.differential import meta, methods_linda
-from workflow_scripts.differential.stage import Settings, prepare
+from workflow_scripts.differential import linda, meta
+from workflow_scripts.differential.prepare import DifferentialSettings, prepare
 
 from test_differential_methods import frames
-from test_differential_stage import cohort_from_frames
+from test_differential_prepare import cohort_from_frames
 
 
 def test_dersimonian_laird_matches_statsmodels():
@@ -76,7 +76,7 @@ def test_leave_one_site_out_flags_a_site_driven_feature():
 def test_per_site_fits_each_site_alone_and_skips_small_sites():
     part, counts = frames(n_households=36)
     part.loc[part["household_id"].isin([f"H{h:02d}" for h in (2, 5, 8, 11, 14, 17, 20, 23, 26)]), "site"] = "A"
-    settings = Settings(min_prevalence=0.0, site_meta={"min_households": 10})
+    settings = DifferentialSettings.from_config(min_prevalence=0.0, site_meta={"min_households": 10})
     data = prepare(cohort_from_frames(part, counts), settings)
     sizes = data.design.frame.groupby("site")["household"].nunique()
     effects, ledger = meta.per_site(data)
@@ -88,8 +88,8 @@ def test_per_site_fits_each_site_alone_and_skips_small_sites():
     # a site's effects are LinDA on that site's participants alone
     site = sorted(set(effects["site"]))[0]
     alone = prepare(cohort_from_frames(part[part["site"] == site], counts[part["site"] == site]),
-                    Settings(min_prevalence=0.0, linda={"zero_handling": "pseudo-count"}))
-    expected = methods_linda.run(alone).table["effect"]
+                    DifferentialSettings.from_config(min_prevalence=0.0, linda={"zero_handling": "pseudo-count"}))
+    expected = linda.run(alone).table["effect"]
     got = effects[effects["site"] == site].set_index("feature")["effect"]
     np.testing.assert_allclose(got.loc[expected.index], expected, rtol=1e-10)
     assert effects["feature"].is_monotonic_increasing

@@ -15,14 +15,16 @@ from scipy import stats
 from skbio.stats.composition import dirmult_ttest
 from statsmodels.stats.multitest import multipletests
 
-from workflow_scripts.differential import aldex, ancombc, maaslin, methods_linda, paired_wilcoxon
-from workflow_scripts.differential.linda import clr as linda_clr
-from workflow_scripts.differential.linda import impute_zeros, linda
+from workflow_scripts.differential import aldex, ancombc, maaslin, paired_wilcoxon
+from workflow_scripts.differential import linda as linda_method
 from workflow_scripts.differential.methods import CONTRACT, run_method
-from workflow_scripts.differential.stage import Settings, prepare, status_design
-from workflow_scripts.differential.variance_components import fit_nested_random_intercepts
+from workflow_scripts.differential.prepare import DifferentialSettings, prepare, status_design
+from workflow_scripts.models.nested_model import fit_nested_random_intercepts
+from workflow_scripts.transforms import clr as linda_clr
+from workflow_scripts.transforms import impute_zeros
 
-from test_differential_stage import cohort_from_frames, small_frames
+from linda_reference import linda
+from test_differential_prepare import cohort_from_frames, small_frames
 
 
 def frames(seed=0, n_households=30, n_taxa=10, zeros=0.15):
@@ -49,13 +51,13 @@ def frames(seed=0, n_households=30, n_taxa=10, zeros=0.15):
 @pytest.fixture(scope="module")
 def data():
     part, counts = frames()
-    return prepare(cohort_from_frames(part, counts), Settings(min_prevalence=0.0))
+    return prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config(min_prevalence=0.0))
 
 
 def test_every_method_writes_the_contract(data):
-    for name in Settings().methods:
+    for name in DifferentialSettings.from_config().methods:
         table = run_method(name, data) if name != "aldex" else run_method(
-            name, prepare(cohort_from_frames(*frames()), Settings(min_prevalence=0.0, aldex={"draws": 4})))
+            name, prepare(cohort_from_frames(*frames()), DifferentialSettings.from_config(min_prevalence=0.0, aldex={"draws": 4})))
         assert list(table.columns[: len(CONTRACT)]) == CONTRACT, name
         assert list(table["feature"]) == sorted(data.features) and (table["method"] == name).all()
         np.testing.assert_allclose(table["qvalue"], multipletests(table["pvalue"], method="fdr_bh")[1])
@@ -67,7 +69,7 @@ def test_every_method_writes_the_contract(data):
 
 
 def test_linda_method_equals_the_linda_core(data):
-    settings = Settings(min_prevalence=0.0, linda={"zero_handling": "pseudo-count", "pseudo_count": 0.5,
+    settings = DifferentialSettings.from_config(min_prevalence=0.0, linda={"zero_handling": "pseudo-count", "pseudo_count": 0.5,
                                                    "corr_cut": 0.1})
     part, counts = frames()
     d = prepare(cohort_from_frames(part, counts), settings)
@@ -82,7 +84,7 @@ def test_linda_method_equals_the_linda_core(data):
 
 def test_site_as_a_random_effect_nests_households_in_sites():
     part, counts = frames()
-    settings = Settings(min_prevalence=0.0, site_effect="random", linda={"zero_handling": "pseudo-count"})
+    settings = DifferentialSettings.from_config(min_prevalence=0.0, site_effect="random", linda={"zero_handling": "pseudo-count"})
     d = prepare(cohort_from_frames(part, counts), settings)
     X = status_design(d.design, "random")
     assert not any(c.startswith("site") for c in X.columns)
@@ -93,7 +95,7 @@ def test_site_as_a_random_effect_nests_households_in_sites():
     np.testing.assert_allclose(table["effect"] + table["bias"], fit.beta[1], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(table["se"], fit.se[1], rtol=1e-9)
     fixed = run_method("linda", prepare(cohort_from_frames(part, counts),
-                                        Settings(min_prevalence=0.0, linda={"zero_handling": "pseudo-count"})))
+                                        DifferentialSettings.from_config(min_prevalence=0.0, linda={"zero_handling": "pseudo-count"})))
     assert not np.allclose(fixed["se"], table["se"].to_numpy())
 
 
@@ -102,18 +104,18 @@ def test_linda_adaptive_zero_handling_imputes_when_depth_follows_the_design():
     part, counts = frames()
     deep = counts.copy()
     deep.loc[part["status"] == "MS"] *= 6  # cases sequenced six times deeper
-    d = prepare(cohort_from_frames(part, deep), Settings(min_prevalence=0.0))
-    assert methods_linda.zero_handling_used(d, "adaptive", 0.1) == "imputation"
+    d = prepare(cohort_from_frames(part, deep), DifferentialSettings.from_config(min_prevalence=0.0))
+    assert linda_method.zero_handling_used(d, "adaptive", 0.1) == "imputation"
     table = run_method("linda", d).set_index("feature")
     assert (table["zero_handling"] == "imputation").all()
-    W = methods_linda.linda_clr(d, "imputation", 0.5)
+    W = linda_method.linda_clr(d, "imputation", 0.5)
     expected = linda_clr(impute_zeros(deep.to_numpy(), "imputation"))
     np.testing.assert_allclose(W.to_numpy(), expected, rtol=1e-12)
 
     even = counts.copy()
     even.iloc[:, 1] += even.sum(axis=1).max() - even.sum(axis=1)  # every participant has the same depth
-    d = prepare(cohort_from_frames(part, even), Settings(min_prevalence=0.0))
-    assert methods_linda.zero_handling_used(d, "adaptive", 0.1) == "pseudo-count"
+    d = prepare(cohort_from_frames(part, even), DifferentialSettings.from_config(min_prevalence=0.0))
+    assert linda_method.zero_handling_used(d, "adaptive", 0.1) == "pseudo-count"
 
 
 # ---------------------------------------------------------------------------
@@ -199,13 +201,6 @@ def test_paired_wilcoxon_against_a_loop_over_households(data):
     assert table.loc["g__T0", "effect"] > 0.5  # the planted taxon
 
 
-def test_hodges_lehmann_in_chunks_equals_the_direct_median(monkeypatch):
-    D = np.random.default_rng(2).normal(size=(25, 7))
-    direct = paired_wilcoxon.hodges_lehmann(D)
-    monkeypatch.setattr(paired_wilcoxon, "CHUNK", 400)  # 325 Walsh averages: one feature per chunk
-    np.testing.assert_allclose(paired_wilcoxon.hodges_lehmann(D), direct, rtol=0, atol=0)
-
-
 # ---------------------------------------------------------------------------
 # ANCOM-BC
 
@@ -214,7 +209,7 @@ def test_ancombc_pairs_standard_error_is_the_closed_form():
     """Intercept-only paired design: SE^2 = sum_g (e_gj - theta_g)^2 / G^2 and a common bias shift."""
     part, counts = small_frames(n_households=20)
     part["dmt"] = None
-    d = prepare(cohort_from_frames(part, counts), Settings(min_prevalence=0.0, covariates=()))
+    d = prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config(min_prevalence=0.0, covariates=()))
     table = run_method("ancombc", d).set_index("feature")
     logs = np.log(counts + 1.0)
     D = np.array([logs.loc[f"P{h:02d}M"] - logs.loc[f"P{h:02d}H"] for h in range(20)])
@@ -243,7 +238,7 @@ def test_ancombc_recovers_planted_log_fold_changes_despite_a_compositional_shift
     p = np.exp(eta) / np.exp(eta).sum(axis=1, keepdims=True)
     counts = pd.DataFrame(rng.multinomial(20000, p).astype(float), index=part.index,
                           columns=[f"g__T{j:02d}" for j in range(S)])
-    d = prepare(cohort_from_frames(part, counts), Settings(min_prevalence=0.0, covariates=()))
+    d = prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config(min_prevalence=0.0, covariates=()))
     table = run_method("ancombc", d).set_index("feature")
     effect = table["effect"].to_numpy()
     np.testing.assert_allclose(effect[:5], 1.5, atol=0.25)
@@ -260,7 +255,7 @@ def test_ancombc_uses_only_paired_households_and_flags_structural_zeros():
                            "bmi": 25.0, "dmt": "untreated"}], index=pd.Index(["P99M"], name="participant_id"))
     counts2 = pd.concat([counts, pd.DataFrame([[100.0] * counts.shape[1]], index=["P99M"], columns=counts.columns)])
     counts2.loc[part.index[part["status"] == "HHC"], "g__T9"] = 0  # absent from every control
-    d = prepare(cohort_from_frames(pd.concat([part, extra]), counts2), Settings(min_prevalence=0.0))
+    d = prepare(cohort_from_frames(pd.concat([part, extra]), counts2), DifferentialSettings.from_config(min_prevalence=0.0))
     table = run_method("ancombc", d).set_index("feature")
     assert (table["n"] == 60).all() and (table["n_pairs"] == 30).all()
     assert table.loc["g__T9", "structural_zero"] == "control"
@@ -307,7 +302,7 @@ def test_aldex_draws_reproduce_skbio_dirmult_ttest():
     counts = pd.DataFrame(rng.poisson(rng.uniform(5, 80, 12), size=(n, 12)).astype(float), index=part.index,
                           columns=[f"g__T{j:02d}" for j in range(12)])
     counts.loc[part["status"] == "MS", "g__T00"] *= 3
-    d = prepare(cohort_from_frames(part, counts), Settings(min_prevalence=0.0, covariates=(), aldex={"draws": 16},
+    d = prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config(min_prevalence=0.0, covariates=(), aldex={"draws": 16},
                                                            seed=7))
     ours = aldex.monte_carlo(d, 16, 0.5, seed=7)
     ref = dirmult_ttest(counts, part["status"], "MS", "HHC", pseudocount=0.5, draws=16, seed=7, p_adjust=None)
@@ -319,7 +314,7 @@ def test_aldex_draws_reproduce_skbio_dirmult_ttest():
 
 def test_aldex_is_seeded_and_needs_counts(data):
     part, counts = frames()
-    settings = Settings(min_prevalence=0.0, aldex={"draws": 3})
+    settings = DifferentialSettings.from_config(min_prevalence=0.0, aldex={"draws": 3})
     a = run_method("aldex", prepare(cohort_from_frames(part, counts), settings))
     b = run_method("aldex", prepare(cohort_from_frames(part, counts), settings))
     pd.testing.assert_frame_equal(a, b)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workflow_scripts.differential.consensus import Rule, consensus
+from workflow_scripts.differential.consensus import ConsensusRule, consensus
 from workflow_scripts.differential.methods import run_method
-from workflow_scripts.differential.stage import Settings, prepare
+from workflow_scripts.differential.prepare import DifferentialSettings, prepare
 pytestmark = pytest.mark.real_data
 
 # iMSMS Consortium, Cell 2022 (and the shotgun LMM in the source README):
@@ -18,10 +18,10 @@ PUBLISHED = {"g__Akkermansia": "up", "g__Faecalibacterium": "down", "g__Blautia"
 @pytest.fixture(scope="module")
 def imsms_stage(imsms_cohort):
     cohort, _ = imsms_cohort
-    settings = Settings.from_dict({"aldex": {"draws": 16}})
+    settings = DifferentialSettings.from_config({"aldex": {"draws": 16}})
     data = prepare(cohort, settings)
     tables = {m: run_method(m, data) for m in settings.methods}
-    return data, tables, consensus(tables, Rule.from_settings(settings)).set_index("feature")
+    return data, tables, consensus(tables, ConsensusRule.from_settings(settings)).set_index("feature")
 
 
 def test_design_of_the_real_cohort(imsms_stage):
@@ -46,16 +46,16 @@ def test_published_genera_are_called_in_their_direction(imsms_stage):
 
 
 def test_published_genera_are_classified_in_their_direction(imsms_stage):
-    from workflow_scripts.classification.rule import Rule as ClassRule
-    from workflow_scripts.classification.rule import classify
-    from workflow_scripts.differential import meta, methods_linda
+    from workflow_scripts.classification.classify import ClassificationRule
+    from workflow_scripts.classification.classify import classify
+    from workflow_scripts.differential import linda, meta
     from workflow_scripts.differential.consensus import add_site_meta
 
     data, tables, con = imsms_stage
     effects, _ = meta.per_site(data)
     table = add_site_meta(con.reset_index(), meta.meta_analysis(effects, data.features))
-    out = classify(table, tables["linda"], effects, ClassRule(),
-                   treatment=methods_linda.treatment_effects(data)).set_index("feature")
+    out = classify(table, tables["linda"], effects, ClassificationRule.from_config(),
+                   treatment=linda.treatment_effects(data)).set_index("feature")
     assert out.loc["g__Akkermansia", "class"] == "high-risk", out.loc["g__Akkermansia", "reason"]
     assert out.loc["g__Faecalibacterium", "class"] == "protective", out.loc["g__Faecalibacterium", "reason"]
     assert out.loc["g__Blautia", "class"] == "protective", out.loc["g__Blautia", "reason"]

@@ -11,7 +11,7 @@ from scipy import stats
 from workflow_scripts.cohort import read_cohort, write_cohort
 from workflow_scripts.design import build_design
 from workflow_scripts.diversity.alpha_tests import mixed_model, paired_wilcoxon, participant_means
-from workflow_scripts.diversity.stage import Settings, run
+from workflow_scripts.diversity.analysis import DiversitySettings, run
 from workflow_scripts.ingest.harmonise import Settings as IngestSettings
 from workflow_scripts.ingest.harmonise import ingest
 from workflow_scripts import synthetic
@@ -36,7 +36,7 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def results(cohort):
-    return run(cohort, Settings(covariates=["sex", "age", "bmi"], permutations=199, seed=3))
+    return run(cohort, DiversitySettings.from_config(covariates=["sex", "age", "bmi"], permutations=199, seed=3))
 
 
 def test_outputs_cover_every_sample_and_metric(cohort, results):
@@ -111,15 +111,15 @@ def test_paired_wilcoxon_equals_scipy_on_household_differences(cohort, results):
 
 def test_rarefaction_drops_shallow_samples_to_the_ledger(cohort):
     depth = int(np.percentile(cohort.samples["depth"], 20))
-    res = run(cohort, Settings(covariates=["sex"], metrics=["braycurtis"], rarefaction_depth=depth,
-                               permutations=9))
+    res = run(cohort, DiversitySettings.from_config(covariates=["sex"], metrics=["braycurtis"],
+                                                rarefaction_depth=depth, permutations=9))
     shallow = set(cohort.samples.index[cohort.samples["depth"] < depth])
     assert set(res.ledger.loc[res.ledger["reason"] == "below_rarefaction_depth", "id"]) == shallow
     assert set(res.alpha.index) == set(cohort.samples.index) - shallow
 
 
 def test_same_seed_same_permanova(cohort):
-    settings = Settings(covariates=["sex"], metrics=["braycurtis"], permutations=99, seed=11)
+    settings = DiversitySettings.from_config(covariates=["sex"], metrics=["braycurtis"], permutations=99, seed=11)
     first, second = run(cohort, settings), run(cohort, settings)
     pd.testing.assert_frame_equal(first.permanova, second.permanova)
 
@@ -127,7 +127,7 @@ def test_same_seed_same_permanova(cohort):
 @pytest.mark.real_data
 def test_imsms_site_explains_more_than_status(imsms_cohort):
     cohort, _ = imsms_cohort
-    res = run(cohort, Settings(covariates=["sex", "age", "bmi"], metrics=["braycurtis"], permutations=99))
+    res = run(cohort, DiversitySettings.from_config(covariates=["sex", "age", "bmi"], metrics=["braycurtis"], permutations=99))
     table = res.permanova.set_index(["model", "term"])
     site, status = table.loc[("adjusted", "site")], table.loc[("adjusted", "status")]
     # The authors' weighted-UniFrac table: site R2 0.058 >> disease 0.0138.

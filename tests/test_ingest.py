@@ -159,7 +159,7 @@ def test_cli_is_deterministic_and_writes_nothing_on_bad_input(mini, tmp_path, ca
     bad = json.dumps(vars(mini.write()))
     out = tmp_path / "bad"
     assert cli.main(["--settings", bad, "--ledger", str(out / "ledger.tsv"),
-                     "--cohort", str(out / "cohort"), "--log", str(tmp_path / "bad.log")]) == 2
+                     "--cohort", str(out / "cohort"), "--log", str(tmp_path / "bad.log")]) == 1
     assert not out.exists()
     message = capsys.readouterr().err
     assert "participants.tsv, line 2, id 'P00M', column 'sex'" in message

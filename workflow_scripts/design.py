@@ -4,8 +4,8 @@ Repeated stool samples
     A participant with several stool samples is one observation. Count-based
     statistics use the participant's *first* sample (earliest
     ``collection_date``, then sample id), so sequencing depth is not inflated by
-    pooling; :func:`participant_profiles` also offers the mean relative
-    abundance profile. Every stage says which it uses.
+    pooling (:func:`workflow_scripts.transforms.participant_profiles` also
+    pools or averages them). Every stage says which it uses.
 
 Status, covariates, site, household, treatment
     ``status`` is 1 for the case label and 0 for the control label. Covariates
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .ingest.ledger import COLUMNS as LEDGER_COLUMNS
+from .ledger import Ledger
 
 UNTREATED = "untreated"
 
@@ -51,36 +51,6 @@ def first_samples(samples: pd.DataFrame) -> pd.Series:
     frame["_date"] = pd.to_datetime(dates.to_numpy(), errors="coerce") if dates is not None else pd.NaT
     frame = frame.sort_values(["participant_id", "_date", "sample_id"], na_position="last", kind="stable")
     return frame.drop_duplicates("participant_id").set_index("participant_id")["sample_id"]
-
-
-def participant_profiles(table: pd.DataFrame, samples: pd.DataFrame, how: str = "first") -> pd.DataFrame:
-    """One abundance row per participant from a samples x features table.
-
-    Parameters
-    ----------
-    table : DataFrame, samples x features (counts or relative abundances)
-    samples : DataFrame, the cohort's samples table
-    how : {"first", "mean"}
-        ``first``: the participant's first sample, values unchanged (counts stay
-        counts). ``mean``: the mean of the participant's relative-abundance
-        profiles (each sample closed to 1 first, so deep samples do not dominate).
-
-    Returns
-    -------
-    DataFrame, participants x features, participants in first-appearance order.
-    """
-    order = pd.Index(pd.unique(samples["participant_id"]), name="participant_id")
-    if how == "first":
-        chosen = first_samples(samples).reindex(order)
-        out = table.loc[chosen.to_numpy()]
-        out.index = order
-        return out
-    if how == "mean":
-        totals = table.sum(axis=1).replace(0, np.nan)
-        closed = table.div(totals, axis=0).fillna(0.0)
-        out = closed.groupby(samples.loc[table.index, "participant_id"].to_numpy()).mean()
-        return out.reindex(order)
-    raise ValueError(f"how must be 'first' or 'mean', not {how!r}")
 
 
 def _indicator_name(prefix: str, level: str) -> str:
@@ -228,10 +198,10 @@ def build_design(participants: pd.DataFrame, covariates: list[str], case_label: 
     frame["household"] = household.where(household.notna(), "_unpaired_" + part.index.to_series())
     missing = part[covariates].isna() if covariates else pd.DataFrame(index=part.index)
     incomplete = missing.any(axis=1)
-    excluded = pd.DataFrame(
-        [("participant", pid, "", "dropped", "missing_covariate",
-          f"{stage}: no value for {', '.join(missing.columns[missing.loc[pid]])}")
-         for pid in part.index[incomplete]], columns=LEDGER_COLUMNS)
+    excluded = Ledger()
+    for pid in part.index[incomplete]:
+        excluded.dropped("participant", [pid], reason="missing_covariate",
+                         detail=f"{stage}: no value for {', '.join(missing.columns[missing.loc[pid]])}")
     keep = ~incomplete
     frame = frame[keep].copy()
     # Paired = the household still has both a case and a control after exclusions.
@@ -242,4 +212,4 @@ def build_design(participants: pd.DataFrame, covariates: list[str], case_label: 
     site = encode(frame["site"].astype(object), "site") if frame["site"].nunique() > 1 else \
         pd.DataFrame(index=frame.index)
     dmt = dmt_indicators(part[keep], case_label)
-    return Design(frame, cov, site, dmt, excluded)
+    return Design(frame, cov, site, dmt, excluded.frame())

@@ -11,13 +11,14 @@ results are written.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import platform
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from . import runner
 
 PACKAGES = ("imsms-workflow", "snakemake", "numpy", "scipy", "pandas", "statsmodels", "scikit-bio",
             "biom-format", "h5py", "matplotlib", "pyyaml", "jsonschema")
@@ -54,16 +55,24 @@ def collect(config: dict, outputs: list[str], outdir: str) -> dict:
             "outputs": made}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write provenance.json for a run.")
+def cmd_provenance(args) -> None:
+    runner.write_json(collect(json.loads(args.config), args.outputs, args.outdir), args.out)
+
+
+def parser():
+    parser = runner.parser("Write provenance.json for a run.")
     parser.add_argument("--config", required=True, help="the validated config as JSON")
-    parser.add_argument("--outdir", required=True)
+    parser.add_argument("--outdir", required=True,
+                        help="the run's output directory (outputs are recorded relative to it)")
     parser.add_argument("--out", required=True)
     parser.add_argument("outputs", nargs="*")
-    args = parser.parse_args(argv)
-    record = collect(json.loads(args.config), args.outputs, args.outdir)
-    Path(args.out).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return 0
+    runner.add_log_option(parser)
+    parser.set_defaults(function=cmd_provenance)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runner.main(parser(), argv, "provenance")
 
 
 if __name__ == "__main__":

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import re
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-# Fixed metadata so the same results give byte-identical PNG files.
-PNG_METADATA = {"Software": None}
-
-
-def save(fig, path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
-    plt.close(fig)
+from ..plotting import plt, save
 
 
 def _empty(path, message: str) -> None:

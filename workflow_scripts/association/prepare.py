@@ -11,15 +11,15 @@ Participants
     participants are households of one).
 
 Abundance
-    The differential-abundance transform (:mod:`workflow_scripts.transform`,
+    The differential-abundance transform (:mod:`workflow_scripts.transforms`,
     and the same ``repeated_samples`` policy as the differential stage): one
     profile per participant at the configured rank (``first``: their first
     stool sample; ``sum``: the counts of all their samples pooled, or the mean
     profile of relative abundances), the centred log2-ratio over the whole
     composition after the shared zero replacement (``pseudo_count`` added to
-    counts; zeros of relative profiles become half the smallest non-zero
-    value), then the species passing the prevalence filter (among the
-    participants analysed here).  Unused repeat samples and filtered species
+    counts; zeros of relative profiles become ``pseudo_count`` times the
+    smallest non-zero value), then the species passing the prevalence filter
+    (among the participants analysed here).  Unused repeat samples and filtered species
     are ledger rows.
 
 Covariates
@@ -48,15 +48,17 @@ Variants
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..cohort import Cohort
-from ..design import build_design, first_samples, participant_profiles
-from ..ingest.ledger import COLUMNS as LEDGER_COLUMNS
-from ..transform import clr_abundance, select_features
-from .engine import genetic_pcs
+from ..design import build_design, first_samples
+from ..ledger import Ledger
+from ..models.association import genetic_pcs
+from ..settings import StageSettings
+from ..transforms import clr_abundance, repeated_sample_profiles, select_features
 from .qc import variant_qc
 
 STAGE = "association"
@@ -67,32 +69,29 @@ MIN_PARTICIPANTS = 10
 
 
 @dataclass
-class Settings:
-    """The ``association`` config section plus the top-level keys the stage needs.
+class AssociationSettings(StageSettings):
+    """The ``association`` config section plus the top-level ``covariates``.
 
-    See ``config/schema/association.schema.yaml`` for every key.
+    Keys and defaults: ``config/schema/association.schema.yaml``; build with :meth:`from_config`.
     """
 
-    covariates: list[str] = field(default_factory=list)
-    maf_min: float = 0.05
-    call_rate_min: float = 0.95
-    hwe_p_min: float = 1e-6
-    chunk_size: int = 1000
-    min_prevalence: float = 0.1
-    repeated_samples: str = "first"
-    pseudo_count: float = 0.5
-    genetic_pcs: int = 5
-    pcs_min_variants: int = 1000
-    min_carriers: int = 5
-    fdr: float = 0.05
-    heatmap_pairs: int = 30
-    report_top: int = 20
+    SECTION: ClassVar[str] = "association"
+    TOP_LEVEL: ClassVar[tuple[str, ...]] = ("covariates",)
 
-    def __post_init__(self) -> None:
-        if self.repeated_samples not in ("first", "sum"):
-            raise ValueError(f"repeated_samples must be 'first' or 'sum', not {self.repeated_samples!r}")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+    maf_min: float
+    call_rate_min: float
+    hwe_p_min: float
+    min_carriers: int
+    chunk_size: int
+    min_prevalence: float
+    repeated_samples: str
+    pseudo_count: float
+    genetic_pcs: int
+    pcs_min_variants: int
+    fdr: float
+    heatmap_pairs: int
+    report_top: int
+    covariates: list[str]
 
 
 class GenotypeView:
@@ -142,7 +141,7 @@ class Prepared:
         (cohort dosage row), QC statistics, ``keep``, ``reason``, ``chunk``
         (-1 when not tested).
     ledger : DataFrame
-        Ledger rows (``workflow_scripts.ingest.ledger.COLUMNS``).
+        Ledger rows (:mod:`workflow_scripts.ledger`).
     summary : dict
         Counts, settings, PCs and the reason when nothing can be tested.
     """
@@ -159,13 +158,8 @@ class Prepared:
         return int(self.summary["n_chunks"])
 
 
-def _ledger(rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
-
-
-def _participant_rows(cohort: Cohort, design_excluded: pd.DataFrame, genotyped: pd.Series) -> list[tuple]:
+def _participant_rows(cohort: Cohort, design_excluded: pd.DataFrame, genotyped: pd.Series, ledger: Ledger) -> None:
     missing_cov = dict(zip(design_excluded["id"], design_excluded["detail"]))
-    rows = []
     for pid in cohort.participants.index:
         reasons, details = [], []
         if not genotyped.get(pid, False):
@@ -175,12 +169,10 @@ def _participant_rows(cohort: Cohort, design_excluded: pd.DataFrame, genotyped: 
             reasons.append("missing_covariate")
             details.append(missing_cov[pid])
         if reasons:
-            rows.append(("participant", pid, "", "dropped", ";".join(reasons), "; ".join(details)))
-    return rows
+            ledger.dropped("participant", [pid], reason=";".join(reasons), detail="; ".join(details))
 
 
-def _variant_rows(qc: pd.DataFrame, s: Settings) -> list[tuple]:
-    rows = []
+def _variant_rows(qc: pd.DataFrame, s: AssociationSettings, ledger: Ledger) -> None:
     failed = qc[~qc["keep"]]
     for vid, row in failed.iterrows():
         parts = []
@@ -195,14 +187,13 @@ def _variant_rows(qc: pd.DataFrame, s: Settings) -> list[tuple]:
             elif reason == "few_carriers":
                 parts.append(f"{row['carriers_cases'] + row['carriers_controls']} minor-allele carriers "
                              f"< {s.min_carriers}")
-        rows.append(("variant", vid, "", "dropped", row["reason"], f"{STAGE}: " + "; ".join(parts)))
+        ledger.dropped("variant", [vid], reason=row["reason"], detail=f"{STAGE}: " + "; ".join(parts))
     main_only = qc[qc["keep"] & ~qc["test_interaction"]]
     for vid, row in main_only.iterrows():
-        rows.append(("variant", vid, "", "kept", "interaction_not_tested",
-                     f"{STAGE}: minor-allele carriers {row['carriers_cases']} among cases and "
-                     f"{row['carriers_controls']} among controls; the genotype x status interaction needs "
-                     f"{s.min_carriers} in each (only the main effect is tested)"))
-    return rows
+        ledger.kept("variant", [vid], reason="interaction_not_tested",
+                    detail=f"{STAGE}: minor-allele carriers {row['carriers_cases']} among cases and "
+                    f"{row['carriers_controls']} among controls; the genotype x status interaction needs "
+                    f"{s.min_carriers} in each (only the main effect is tested)")
 
 
 def carriers(G, status) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +211,7 @@ def carriers(G, status) -> tuple[np.ndarray, np.ndarray]:
     return carrier[:, cases].sum(axis=1), carrier[:, ~cases].sum(axis=1)
 
 
-def _scan_qc(view: GenotypeView, status: np.ndarray, s: Settings, variant_ids) -> pd.DataFrame:
+def _scan_qc(view: GenotypeView, status: np.ndarray, s: AssociationSettings, variant_ids) -> pd.DataFrame:
     parts = []
     for start in range(0, len(view), SCAN_BLOCK):
         block = view[start:start + SCAN_BLOCK]
@@ -247,14 +238,14 @@ def _skip(summary: dict, reason: str) -> dict:
     return summary
 
 
-def prepare(cohort: Cohort, s: Settings) -> Prepared:
+def prepare(cohort: Cohort, s: AssociationSettings) -> Prepared:
     """Participants, abundance, covariates, variant QC and chunks for the association stage.
 
     Parameters
     ----------
     cohort : Cohort
         The harmonised cohort, with genotypes (``cohort.info['has_genotypes']``).
-    s : Settings
+    s : AssociationSettings
 
     Returns
     -------
@@ -272,7 +263,8 @@ def prepare(cohort: Cohort, s: Settings) -> Prepared:
 
     design = build_design(part, list(s.covariates), cohort.case_label, stage=STAGE, samples=cohort.samples)
     genotyped = part["has_genotype"].astype(bool)
-    ledger_rows = _participant_rows(cohort, design.excluded, genotyped)
+    ledger = Ledger()
+    _participant_rows(cohort, design.excluded, genotyped, ledger)
     keep = [pid for pid in design.frame.index if genotyped[pid]]
     frame = design.frame.loc[keep]
     status = frame["status"].to_numpy(dtype=float)
@@ -288,15 +280,9 @@ def prepare(cohort: Cohort, s: Settings) -> Prepared:
     if s.repeated_samples == "first":
         first = first_samples(samples)
         unused = samples.index[~samples.index.isin(first.to_numpy())]
-        ledger_rows += [("stool_sample", sid, "", "dropped", "repeat_sample_not_used",
-                         f"{STAGE}: one profile per participant, their first stool sample")
-                        for sid in unused]
-        profiles = participant_profiles(table, samples, how="first")
-    elif kind == "counts":
-        profiles = table.groupby(samples["participant_id"].to_numpy(), sort=False).sum()
-    else:
-        profiles = participant_profiles(table, samples, how="mean")
-    profiles = profiles.reindex(keep)
+        ledger.dropped("stool_sample", unused, reason="repeat_sample_not_used",
+                       detail=f"{STAGE}: one profile per participant, their first stool sample")
+    profiles = repeated_sample_profiles(table, samples, s.repeated_samples, kind).reindex(keep)
     clr = clr_abundance(profiles, kind, pseudo_count=s.pseudo_count)
     features, feature_rows = select_features(profiles, s.min_prevalence, STAGE)
     features = pd.Index(sorted(features), name="feature")
@@ -312,7 +298,7 @@ def prepare(cohort: Cohort, s: Settings) -> Prepared:
          "n_hom_ref": 0, "n_het": 0, "n_hom_alt": 0, "carriers_cases": 0, "carriers_controls": 0,
          "test_interaction": False}, index=pd.Index(vids, name="variant_id"))
     qc.index.name = "variant_id"
-    ledger_rows += _variant_rows(qc, s)
+    _variant_rows(qc, s, ledger)
 
     annotation = variants.set_index("variant_id")
     table_qc = pd.concat([annotation[[c for c in ("chrom", "pos", "gene_or_locus", "label")
@@ -354,7 +340,7 @@ def prepare(cohort: Cohort, s: Settings) -> Prepared:
         "n_controls": len(keep) - n_cases,
         "n_households": int(households.nunique()),
         "n_paired_households": int(frame.groupby("household")["status"].nunique().eq(2).sum()),
-        "n_participants_excluded": int(sum(r[0] == "participant" for r in ledger_rows)),
+        "n_participants_excluded": int(sum(r[0] == "participant" for r in ledger.rows)),
         "n_features": len(features),
         "n_features_filtered": len(feature_rows),
         "n_variants": len(variants),
@@ -378,8 +364,6 @@ def prepare(cohort: Cohort, s: Settings) -> Prepared:
         table_qc["chunk"] = -1
     elif not tested.size:
         summary = _skip(summary, "no variant passes QC")
-    ledger = pd.concat([_ledger(ledger_rows), feature_rows], ignore_index=True)
-    entity_order = {"participant": 0, "stool_sample": 1, "feature": 2, "variant": 3}
-    ledger = ledger.iloc[ledger["entity"].map(entity_order).argsort(kind="stable")].reset_index(drop=True)
+    ledger.extend(feature_rows)
     return Prepared(participants=participants, abundance=abundance, variant_qc=table_qc,
-                    ledger=ledger, summary=summary, covariate_columns=list(covariates.columns))
+                    ledger=ledger.frame(), summary=summary, covariate_columns=list(covariates.columns))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stage import GatherResult
+from .chunks import GatherResult
 
 #: Below this many households, CR1 standard errors are known to be liberal.
 FEW_HOUSEHOLDS = 50

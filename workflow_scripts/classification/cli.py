@@ -1,55 +1,62 @@
 """Command line for the classification stage (what ``rules/classification.smk`` runs).
 
-    python -m workflow_scripts.classification.cli --differential results/differential \\
-        --cohort results/ingest/cohort [--association results/association] \\
-        --settings '{"min_effect": 0.0, ...}' --out results/classification/species_classification.tsv
+    python -m workflow_scripts.classification.cli --consensus differential/consensus.tsv \\
+        --primary differential/linda.tsv --site-effects differential/site_effects.tsv \\
+        --treatment differential/treatment_effects.tsv --untested differential/ledger.tsv \\
+        [--associations association/genotype_species.tsv --variants ingest/cohort/variants.tsv] \\
+        --settings '{"min_effect": 0.0, ...}' --out classification/species_classification.tsv
+
+It reads the other stages' output files only (never their code).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from ..ingest.cli import setup_logging
-from .rule import Rule, classify
+from .. import runner
+from .classify import ClassificationRule, classify
 
 log = logging.getLogger("classification")
 
 
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, sep="\t", dtype={"feature": str, "id": str, "variant_id": str}) \
-        if path.exists() else None
+def _read(path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t", dtype={"feature": str, "id": str, "variant_id": str}) if path else None
+
+
+def cmd_classify(args) -> None:
+    rule = ClassificationRule.from_config(runner.json_argument(args.settings))
+    ledger = _read(args.untested)
+    untested = ledger[ledger["entity"] == "feature"]
+    table = classify(_read(args.consensus), _read(args.primary), _read(args.site_effects), rule,
+                     untested=untested, treatment=_read(args.treatment),
+                     associations=_read(args.associations), variants=_read(args.variants))
+    runner.write_table(table, args.out)
+    for name, n in table["class"].value_counts().sort_index().items():
+        log.info("%s: %d", name, n)
+
+
+def parser():
+    parser = runner.parser(__doc__)
+    parser.add_argument("--consensus", required=True, help="differential/consensus.tsv")
+    parser.add_argument("--primary", required=True, help="the primary method's differential table")
+    parser.add_argument("--site-effects", required=True, help="differential/site_effects.tsv")
+    parser.add_argument("--treatment", required=True, help="differential/treatment_effects.tsv")
+    parser.add_argument("--untested", required=True,
+                        help="differential/ledger.tsv (its feature rows: taxa that were not tested)")
+    parser.add_argument("--associations", nargs="?", help="association/genotype_species.tsv (when genotypes exist)")
+    parser.add_argument("--variants", nargs="?", help="the cohort's variants.tsv (labels of the variants)")
+    parser.add_argument("--settings", required=True, help="JSON object of the classification section")
+    parser.add_argument("--out", required=True)
+    runner.add_log_option(parser)
+    parser.set_defaults(function=cmd_classify)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--differential", required=True, help="the differential stage's directory")
-    parser.add_argument("--cohort", required=True, help="the harmonised cohort directory")
-    parser.add_argument("--association", help="the association stage's directory (when genotypes exist)")
-    parser.add_argument("--settings", required=True, help="JSON object of Rule parameters")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--log")
-    args = parser.parse_args(argv)
-    setup_logging(args.log)
-    rule = Rule(**json.loads(args.settings))
-    d = Path(args.differential)
-    ledger = _read(d / "ledger.tsv")
-    untested = ledger[ledger["entity"] == "feature"] if ledger is not None else None
-    associations = _read(Path(args.association) / "genotype_species.tsv") if args.association else None
-    table = classify(_read(d / "consensus.tsv"), _read(d / f"{rule.primary_method}.tsv"),
-                     _read(d / "site_effects.tsv"), rule, untested=untested,
-                     treatment=_read(d / "treatment_effects.tsv"), associations=associations,
-                     variants=_read(Path(args.cohort) / "variants.tsv"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, sep="\t", index=False, lineterminator="\n")
-    for name, n in table["class"].value_counts().sort_index().items():
-        log.info("%s: %d", name, n)
-    return 0
+    return runner.main(parser(), argv, "classification")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ down to the random numbers: each draw is ``rng.standard_gamma(counts + 0.5)``
 ``numpy.random.default_rng(seed)``, so with an unpaired two-group design the
 effects here equal ``dirmult_ttest``'s ``Log2(FC)`` (tested). Instead of a
 Welch t-test, each draw is fitted with the stage's household model
-(:func:`workflow_scripts.differential.stage.fit_status_model`), so the
+(:func:`workflow_scripts.differential.prepare.fit_status_model`), so the
 pairing, covariates, site and DMT terms enter as in the other models; all
 features are fitted at once per draw.
 
@@ -39,8 +39,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.differential.methods import MethodOutput
-from workflow_scripts.differential.stage import StageData, fit_status_model, status_design
+from .methods import MethodOutput
+from .prepare import StageData, fit_status_model, status_design
 
 SCALE = "log2 fold change (CLR, Monte Carlo mean, no bias correction)"
 USES_PSEUDO_COUNT = True

@@ -49,9 +49,10 @@ import numpy as np
 import pandas as pd
 from skbio.stats.composition import ancombc, struc_zero
 
-from workflow_scripts.differential.methods import MethodOutput
-from workflow_scripts.design import drop_aliased
-from workflow_scripts.differential.stage import StageData, positive, status_design
+from ..design import drop_aliased
+from ..transforms import replace_zeros
+from .methods import MethodOutput
+from .prepare import StageData, status_design
 
 SCALE = "natural-log fold change (ANCOM-BC, bias-corrected)"
 USES_PSEUDO_COUNT = True
@@ -59,7 +60,7 @@ USES_PSEUDO_COUNT = True
 
 def paired_log_ratios(data: StageData, pseudo_count: float) -> pd.DataFrame:
     """Households x tested features: case minus control natural-log abundance."""
-    logs = np.log(positive(data.profiles, data.kind, pseudo_count))
+    logs = np.log(replace_zeros(data.profiles.to_numpy(dtype=float), data.kind, pseudo_count))
     D = data.pairs.contrast(logs)
     frame = pd.DataFrame(D, index=data.pairs.households, columns=data.profiles.columns)
     return frame[data.features]

@@ -20,28 +20,27 @@
 
 ``--settings`` is the ``differential`` config section with the top-level
 ``covariates`` and ``seed`` as JSON (or ``@file.json``). Every table is a
-UTF-8 TSV sorted by feature, floats with 10 significant digits, so the same
-cohort and settings give byte-identical files. All statistics live in the
-other modules of :mod:`workflow_scripts.differential`; this module only reads
-and writes.
+UTF-8 TSV sorted by feature (:func:`workflow_scripts.runner.write_table`), so
+the same cohort and settings give byte-identical files. All statistics live
+in the other modules of :mod:`workflow_scripts.differential`; this module only
+reads and writes.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts.cohort import read_cohort
-from workflow_scripts.differential import figures, meta, methods_linda, sensitivity
-from workflow_scripts.differential.consensus import Rule, add_site_meta, apply_robustness, consensus
-from workflow_scripts.differential.methods import read_method_table, run_method
-from workflow_scripts.differential.stage import STAGE, Settings, StageData, describe, prepare
-from workflow_scripts.ingest.cli import setup_logging
+from .. import runner
+from ..cohort import read_cohort
+from ..errors import InputError, Problem
+from . import figures, linda, meta, sensitivity
+from .consensus import ConsensusRule, add_site_meta, apply_robustness, consensus
+from .methods import read_method_table, run_method
+from .prepare import STAGE, DifferentialSettings, StageData, describe, prepare
 
 log = logging.getLogger(STAGE)
 FLOAT_FORMAT = "%.10g"
@@ -49,27 +48,26 @@ FLOAT_FORMAT = "%.10g"
 
 def write_tsv(frame: pd.DataFrame, path) -> None:
     """A table as TSV with the stage's fixed formatting."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, sep="\t", index=False, lineterminator="\n", na_rep="", float_format=FLOAT_FORMAT)
+    runner.write_table(frame, path, float_format=FLOAT_FORMAT)
 
 
 def read_tsv(path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype={"feature": str})
 
 
-def load_settings(text: str) -> Settings:
-    text = Path(text[1:]).read_text() if text.startswith("@") else text
-    return Settings.from_dict(json.loads(text))
+def load_settings(text: str) -> DifferentialSettings:
+    return DifferentialSettings.from_config(runner.json_argument(text))
 
 
-def stage_data(cohort_dir, settings: Settings, features_path=None) -> StageData:
+def stage_data(cohort_dir, settings: DifferentialSettings, features_path=None) -> StageData:
     """Prepare the stage data; check the tested features against ``features.tsv`` if given."""
     data = prepare(read_cohort(cohort_dir, mmap_genotypes=True), settings)
     if features_path is not None:
         expected = list(read_tsv(features_path)["feature"])
         if sorted(expected) != sorted(data.features):
-            raise RuntimeError(f"{features_path} lists other features than this run selects; "
-                               "rerun the differential_prepare rule")
+            raise InputError([Problem(str(features_path), "lists other features than this run selects",
+                                      "rerun the differential_prepare rule (the cohort or the settings "
+                                      "changed since it ran)")])
     return data
 
 
@@ -103,7 +101,7 @@ def cmd_method(args) -> None:
 def cmd_treatment(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings, args.features)
-    write_tsv(methods_linda.treatment_effects(data), args.output)
+    write_tsv(linda.treatment_effects(data), args.output)
 
 
 def cmd_sensitivity(args) -> None:
@@ -132,7 +130,7 @@ def _method_tables(paths) -> dict[str, pd.DataFrame]:
 def cmd_consensus(args) -> None:
     settings = load_settings(args.settings)
     tables = _method_tables(args.methods)
-    rule = Rule.from_settings(settings)
+    rule = ConsensusRule.from_settings(settings)
     table = consensus(tables, rule)
     alternatives = read_tsv(args.sensitivity)
     table = apply_robustness(table, sensitivity.alternative_calls(tables, alternatives, rule),
@@ -154,15 +152,15 @@ def cmd_agreement(args) -> None:
                       settings.q_threshold)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser():
+    parser = runner.parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, function, *options):
         p = sub.add_parser(name)
         p.set_defaults(function=function)
         p.add_argument("--settings", required=True, help="differential settings as JSON, or @file.json")
-        p.add_argument("--log", help="log file")
+        runner.add_log_option(p)
         for option in options:
             p.add_argument(f"--{option}", required=True, nargs="+" if option == "methods" else None)
         return p
@@ -175,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     command("consensus", cmd_consensus, "methods", "sensitivity", "site-meta", "output")
     command("volcano", cmd_volcano, "table", "output")
     command("agreement", cmd_agreement, "consensus", "methods", "output")
-    args = parser.parse_args(argv)
-    setup_logging(args.log)
-    args.function(args)
-    return 0
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runner.main(parser(), argv, STAGE)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Cross-method consensus: one call per feature from the per-method results.
 
-Rule (parameters ``differential.q_threshold`` and ``differential.consensus.*``):
+The rule (parameters ``differential.q_threshold`` and ``differential.consensus.*``):
 
 1. A method is *significant* for a feature when its q-value is below
    ``q_threshold`` (default 0.05). ``n_methods`` counts the methods with a
@@ -61,24 +61,39 @@ COMPOSITIONAL = ("linda", "ancombc", "paired_wilcoxon", "aldex")
 
 
 @dataclass(frozen=True)
-class Rule:
-    """The consensus rule's parameters (``differential.q_threshold`` and ``differential.consensus``)."""
+class ConsensusRule:
+    """The consensus rule's parameters: ``differential.q_threshold`` and ``differential.consensus``.
 
-    q_threshold: float = 0.05
-    min_significant: int = 2
-    min_compositional: int = 1
-    strong_q: float = 0.01
-    min_sign_agreement: float = 0.5
+    Their defaults are in ``config/schema/differential.schema.yaml``; build the
+    rule from the stage settings (:meth:`from_settings`) or from partial
+    values (:meth:`from_config`).
+    """
+
+    q_threshold: float
+    min_significant: int
+    min_compositional: int
+    strong_q: float
+    min_sign_agreement: float
 
     @classmethod
-    def from_settings(cls, settings) -> "Rule":
+    def from_settings(cls, settings) -> "ConsensusRule":
+        """From :class:`~workflow_scripts.differential.prepare.DifferentialSettings`."""
         c = settings.consensus
         return cls(q_threshold=settings.q_threshold, min_significant=int(c["min_significant"]),
                    min_compositional=int(c["min_compositional"]), strong_q=float(c["strong_q"]),
                    min_sign_agreement=float(c["min_sign_agreement"]))
 
+    @classmethod
+    def from_config(cls, q_threshold: float | None = None, **consensus) -> "ConsensusRule":
+        """From ``q_threshold`` and keys of ``differential.consensus``; the schema fills the rest."""
+        from .prepare import DifferentialSettings
 
-def consensus(tables: dict[str, pd.DataFrame], rule: Rule = Rule()) -> pd.DataFrame:
+        values = {"consensus": consensus} if q_threshold is None else \
+            {"consensus": consensus, "q_threshold": q_threshold}
+        return cls.from_settings(DifferentialSettings.from_config(values))
+
+
+def consensus(tables: dict[str, pd.DataFrame], rule: ConsensusRule) -> pd.DataFrame:
     """Consensus call per feature (see the module docstring).
 
     Parameters
@@ -86,7 +101,7 @@ def consensus(tables: dict[str, pd.DataFrame], rule: Rule = Rule()) -> pd.DataFr
     tables : dict of str to DataFrame
         Method name -> its result table with ``feature``, ``effect``,
         ``pvalue`` and ``qvalue`` columns.
-    rule : Rule
+    rule : ConsensusRule
 
     Returns
     -------

@@ -12,24 +12,15 @@ with fixed size, resolution and metadata so the same tables give the same bytes.
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..plotting import plt, save
 
 UP, DOWN, GREY = "#b2182b", "#2166ac", "#9e9e9e"
-METADATA = {"Software": None}
 #: Features named in a volcano plot, and rows of the agreement heatmap at most.
 N_LABELS = 10
 N_ROWS = 40
-
-
-def _save(fig, path) -> None:
-    fig.savefig(path, dpi=110, metadata=METADATA)
-    plt.close(fig)
 
 
 def volcano(table: pd.DataFrame, path, q_threshold: float = 0.05) -> None:
@@ -69,7 +60,7 @@ def volcano(table: pd.DataFrame, path, q_threshold: float = 0.05) -> None:
     ax.set_title(f"{method}: {n_up} higher, {n_down} lower in MS (q < {q_threshold:g}) of {len(t)}", fontsize=9)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path, tight=False)
 
 
 def agreement(consensus_table: pd.DataFrame, tables: dict[str, pd.DataFrame], path,
@@ -131,4 +122,4 @@ def agreement(consensus_table: pd.DataFrame, tables: dict[str, pd.DataFrame], pa
     ax2.set_title("Spearman correlation of test statistics", fontsize=9)
     fig.colorbar(image2, ax=ax2, shrink=0.6).ax.tick_params(labelsize=6)
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path, tight=False)

@@ -14,7 +14,7 @@ patients; the consortium's own MS-vs-HHC model had no treatment term, here the
 status effect is untreated MS vs household control like every other method).
 It is the consortium's ``lmerTest::lmer(abundance ~ disease + sex + age + bmi +
 (1|household) + (1|site))`` with BH-FDR across species, REML. The fit is
-:func:`workflow_scripts.differential.variance_components.fit_nested_random_intercepts`,
+:func:`workflow_scripts.models.nested_model.fit_nested_random_intercepts`,
 all features at once and equal to lme4; tests are Wald z tests (lmerTest's
 Satterthwaite df are in the hundreds at iMSMS size). With one site the site
 term is dropped; ``effect`` is on the arcsine-square-root scale (radians).
@@ -33,9 +33,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.differential.methods import MethodOutput
-from workflow_scripts.differential.mixed_model import test_term
-from workflow_scripts.differential.stage import StageData, fit_status_model
+from ..models.mixed_model import test_term
+from .methods import MethodOutput
+from .prepare import StageData, fit_status_model
 
 SCALE = "difference in arcsine-square-root relative abundance"
 USES_PSEUDO_COUNT = False

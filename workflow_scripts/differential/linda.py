@@ -1,19 +1,40 @@
-"""LinDA: linear models for differential abundance of compositional counts.
+"""LinDA on the household design: CLR, linear mixed model, bias correction by the mode.
 
-LinDA [1]_ fits an ordinary linear (or random-intercept mixed) model to the
-centred log2-ratio (CLR) abundances of every feature, then removes the bias
-that the CLR transformation and the compositional constraint add to every
-coefficient: the bias is estimated as the mode of the coefficients across
-features, because most features are assumed not to change.
+Abundances
+    Counts: zeros handled as configured (``linda.zero_handling``): a
+    pseudo-count (default 0.5), LinDA's depth-aware imputation, or
+    ``adaptive`` (the default), which imputes when log sequencing depth is
+    associated (p <= ``corr_cut``) with any term of the design and adds the
+    pseudo-count otherwise. This is what LinDA's documentation describes; the
+    R package (MicrobiomeStat) sets ``"Imputation"`` but tests for
+    ``"imputation"``, so it never imputes. Relative abundances: zeros become
+    half the participant's smallest non-zero value (no depth to test).
+    Then the centred log2-ratio over all taxa; the tested features are kept.
 
-The per-feature models are fitted all at once by
-:func:`workflow_scripts.differential.mixed_model.fit_random_intercept`
-(households as groups) or :func:`~workflow_scripts.differential.mixed_model.fit_ols`.
+Model
+    ``clr ~ status + covariates + DMT indicators [+ site] + (1 | household)``
+    (site random and nested when ``site_effect: random``), fitted for every
+    feature at once (:func:`workflow_scripts.differential.prepare.fit_status_model`).
+
+Bias correction
+    The status coefficients of all tested features are shifted by their
+    mode (:func:`kde_mode`), the compositional bias LinDA estimates;
+    ``effect`` is the corrected log2 fold change, ``se`` the model's standard
+    error, p-values from the normal.
+
+Therapy terms
+    :func:`treatment_effects` reports the DMT coefficients of the same fit
+    (``differential/treatment_effects.tsv``), so a species moved by a drug
+    is visible as such and not as disease-associated.
+
+This is the one LinDA of the workflow, vectorised over features (one mixed
+model fit for all of them); ``tests/linda_reference.py`` keeps the plain
+formulation (counts and a design matrix in, one table out) that it must equal.
 
 References
 ----------
-.. [1] Zhou, H., He, K., Chen, J. & Zhang, X. (2022). LinDA: linear models
-   for differential abundance analysis of microbiome compositional data.
+.. [1] Zhou, H., He, K., Chen, J. & Zhang, X. (2022). LinDA: linear models for
+   differential abundance analysis of microbiome compositional data.
    *Genome Biology* 23, 95. https://doi.org/10.1186/s13059-022-02655-5
 """
 
@@ -21,72 +42,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.special import ndtr
 
-from workflow_scripts.differential.mixed_model import fit_ols, fit_random_intercept
-from workflow_scripts.stats import bh
+from ..models.mixed_model import test_term
+from ..models.multiple_testing import bh
+from ..transforms import clr, impute_zeros
+from .methods import MethodOutput
+from .prepare import StageData, clr_features, fit_status_model
 
-ZERO_HANDLING = ("pseudo-count", "imputation", "adaptive")
-
-
-def impute_zeros(counts, method: str = "pseudo-count", pseudo_count: float = 0.5) -> np.ndarray:
-    """Make counts strictly positive before taking logs.
-
-    Parameters
-    ----------
-    counts : array_like, shape (n samples, p features)
-        Non-negative counts.
-    method : {"pseudo-count", "imputation"}
-        ``"pseudo-count"`` adds ``pseudo_count`` to every count.
-        ``"imputation"`` replaces each zero by the sample's depth relative to
-        the deepest sample in which that feature is zero (LinDA's imputation).
-    pseudo_count : float, default 0.5
-
-    Returns
-    -------
-    ndarray, shape (n, p)
-
-    Notes
-    -----
-    Imputation: with depth :math:`N_i = \\sum_j y_{ij}`, a zero :math:`y_{ij}`
-    becomes :math:`N_i / \\max\\{N_{i'} : y_{i'j} = 0\\}`, a value in (0, 1]
-    that is larger in deeper samples, so a zero in a deep sample counts as
-    more evidence of absence than a zero in a shallow one [1]_.
-
-    References
-    ----------
-    .. [1] Zhou, H., He, K., Chen, J. & Zhang, X. (2022). LinDA. *Genome
-       Biology* 23, 95 (Methods, "zero handling").
-    """
-    Y = np.asarray(counts, dtype=float)
-    if method == "pseudo-count":
-        return Y + pseudo_count
-    if method != "imputation":
-        raise ValueError(f"method must be 'pseudo-count' or 'imputation', got {method!r}")
-    depth = Y.sum(axis=1)
-    zero = Y == 0
-    deepest_zero = np.where(zero, depth[:, None], 0.0).max(axis=0)  # per feature
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fill = depth[:, None] / deepest_zero[None, :]
-    return np.where(zero, fill, Y)
-
-
-def clr(positive, base: float = 2.0) -> np.ndarray:
-    """Centred log-ratio of strictly positive abundances, per sample (row).
-
-    Notes
-    -----
-    :math:`\\operatorname{clr}(y_i)_j = \\log_b y_{ij} - \\frac1p\\sum_{l} \\log_b y_{il}`;
-    LinDA uses base 2, so model coefficients are log2 fold changes.
-
-    References
-    ----------
-    .. [1] Aitchison, J. (1986). *The Statistical Analysis of Compositional
-       Data*. Chapman & Hall.
-    """
-    logs = np.log(np.asarray(positive, dtype=float)) / np.log(base)
-    return logs - logs.mean(axis=1, keepdims=True)
+#: How the output columns' scale reads in the report.
+SCALE = "log2 fold change (CLR, bias-corrected)"
+USES_PSEUDO_COUNT = True
 
 
 def bandwidth_nrd0(x) -> float:
@@ -178,141 +144,99 @@ def kde_mode(x, bandwidth: float | None = None, tol: float = 1e-10, max_iter: in
     return t
 
 
-def linda(
-    counts,
-    X,
-    groups=None,
-    terms=None,
-    zero_handling: str = "pseudo-count",
-    pseudo_count: float = 0.5,
-    corr_cut: float = 0.1,
-    reml: bool = True,
-) -> pd.DataFrame:
-    """LinDA differential abundance for every feature and term.
+def zero_handling_used(data: StageData, requested: str, corr_cut: float) -> str:
+    """Resolve ``adaptive``: imputation if log depth is associated with the design.
 
-    Parameters
-    ----------
-    counts : array_like or DataFrame, shape (n samples, p features)
-        Raw counts, no missing values (filter features and samples first).
-    X : array_like or DataFrame, shape (n, k)
-        Design with an intercept column. LinDA standardises continuous
-        covariates; do that in ``X`` to get per-SD effects for them (it does
-        not change the effect of a binary status).
-    groups : array_like, shape (n,), optional
-        Household of each sample: fit a random intercept per household.
-        Without it, OLS per feature.
-    terms : list of int or str, optional
-        Columns of ``X`` to test; default every non-constant column.
-    zero_handling : {"pseudo-count", "imputation", "adaptive"}
-        See :func:`impute_zeros`. ``"adaptive"`` uses imputation when log
-        sequencing depth is associated (p <= ``corr_cut``) with any
-        non-intercept column of ``X``, and the pseudo-count otherwise.
-    pseudo_count : float, default 0.5
-    corr_cut : float, default 0.1
-    reml : bool, default True
-        REML or ML for the mixed model.
+    Notes
+    -----
+    Log depth is fitted with the same model as the abundances; if any
+    non-intercept term has p <= ``corr_cut``, zeros are imputed (LinDA,
+    Methods). Relative abundances have no depth: always the pseudo-count.
+    """
+    if data.kind != "counts":
+        return "pseudo-count"
+    if requested != "adaptive":
+        return requested
+    depth = np.log(data.profiles.sum(axis=1).to_numpy(dtype=float))
+    result, X, _ = fit_status_model(depth[:, None], data.design, data.settings.site_effect)
+    terms = [i for i, c in enumerate(X.columns) if c != "intercept"]
+    return "imputation" if (result.pvalue[terms, 0] <= corr_cut).any() else "pseudo-count"
+
+
+def linda_clr(data: StageData, zero_handling: str, pseudo_count: float) -> pd.DataFrame:
+    """CLR (log2) of the whole composition after LinDA's zero handling, tested features."""
+    if data.kind != "counts" or zero_handling == "pseudo-count":
+        return clr_features(data, pseudo_count)
+    positive = impute_zeros(data.profiles.to_numpy(dtype=float), "imputation", pseudo_count)
+    frame = pd.DataFrame(clr(positive), index=data.profiles.index, columns=data.profiles.columns)
+    return frame[data.features]
+
+
+def _corrected(result, column: str) -> pd.DataFrame:
+    """One term of the fit with LinDA's mode correction, Wald z tests."""
+    table = test_term(result, column)
+    finite = np.isfinite(table["effect"])
+    bias = kde_mode(table["effect"].to_numpy()) if finite.sum() >= 2 else 0.0
+    effect = table["effect"] - bias
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = effect / table["se"]
+    return pd.DataFrame({"effect": effect, "se": table["se"], "stat": stat, "pvalue": 2.0 * ndtr(-np.abs(stat)),
+                         "bias": bias, "converged": table["converged"]})
+
+
+def treatment_effects(data: StageData) -> pd.DataFrame:
+    """The therapy terms of the LinDA model: what each drug does, for every tested feature.
+
+    The same fit as :func:`run` (main zero handling); every ``dmt_<therapy>``
+    coefficient (treated patients on that therapy vs untreated patients,
+    household and covariates held) gets LinDA's mode correction and a Wald
+    test, with Benjamini-Hochberg q-values within each term. A species moved
+    only by a drug shows here and not in the status effect.
 
     Returns
     -------
     DataFrame
-        One row per (term, feature): ``term``, ``feature``, ``log2fc``
-        (bias-corrected), ``lfc_se``, ``stat``, ``pvalue``, ``qvalue`` (BH
-        within term), ``bias`` (the mode subtracted), ``df`` (inf = normal
-        reference) and ``converged``. ``attrs["zero_handling"]`` records the
-        zero treatment used.
-
-    Notes
-    -----
-    With :math:`W = \\operatorname{clr}_2(Y^+)` and per feature
-    :math:`W_j = X\\beta_j + \\dots`, LinDA shows that
-    :math:`\\hat\\beta_{tj} \\to \\beta^*_{tj} + b_t`, a bias common to all
-    features. The estimate :math:`\\hat b_t` is the mode of
-    :math:`\\{\\hat\\beta_{tj}\\}_j` (:func:`kde_mode`), and
-
-    .. math::
-
-        \\tilde\\beta_{tj} = \\hat\\beta_{tj} - \\hat b_t,\\quad
-        z_{tj} = \\tilde\\beta_{tj} / \\operatorname{se}(\\hat\\beta_{tj}),
-
-    with p-values from Student t on :math:`n - k` df (OLS, as R ``lm``) or
-    the normal (mixed model; R's LinDA uses lmerTest's Satterthwaite df, which
-    for hundreds of households is practically the same).
-
-    Differences from the R packages, on purpose:
-
-    - ``MicrobiomeStat::linda(adaptive = TRUE)`` (its default) sets
-      ``zero.handling <- "Imputation"`` but then tests
-      ``zero.handling == 'imputation'``, so it never imputes, whatever the
-      depth test says. Here ``"adaptive"`` does what the documentation
-      says; the default is the plain pseudo-count, which is what R runs.
-    - No winsorisation or prevalence filter here; those belong to the
-      caller's feature filtering.
-
-    References
-    ----------
-    .. [1] Zhou, H., He, K., Chen, J. & Zhang, X. (2022). LinDA: linear
-       models for differential abundance analysis of microbiome
-       compositional data. *Genome Biology* 23, 95.
+        ``feature``, ``term``, ``effect`` (log2 fold change), ``se``,
+        ``stat``, ``pvalue``, ``qvalue``, ``n_treated`` (patients on it);
+        sorted by feature and term. Empty (with those columns) without
+        therapy terms.
     """
-    if zero_handling not in ZERO_HANDLING:
-        raise ValueError(f"zero_handling must be one of {ZERO_HANDLING}, got {zero_handling!r}")
-    features = list(counts.columns) if isinstance(counts, pd.DataFrame) else list(range(np.shape(counts)[1]))
-    Y = np.asarray(counts, dtype=float)
-    if not np.isfinite(Y).all() or (Y < 0).any():
-        raise ValueError(
-            "counts must be finite and non-negative; drop samples or features with missing values"
-        )
-    if (Y.sum(axis=1) == 0).any():
-        raise ValueError("some samples have no counts at all; drop them before LinDA")
-    Xf = (X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=float))).rename(columns=str)
-    constant = np.ptp(Xf.to_numpy(dtype=float), axis=0) == 0
-
-    def fit(responses):
-        if groups is None:
-            return fit_ols(responses, Xf)
-        return fit_random_intercept(responses, Xf, groups, reml=reml)
-
-    used = zero_handling
-    if zero_handling == "adaptive":
-        depth_fit = fit(np.log(Y.sum(axis=1)))
-        used = "imputation" if (depth_fit.pvalue[~constant, 0] <= corr_cut).any() else "pseudo-count"
-
-    W = clr(impute_zeros(Y, used, pseudo_count))
-    result = fit(W)
-
-    if terms is None:
-        terms = [c for c, const in zip(Xf.columns, constant) if not const]
-    tables = []
-    for term in terms:
-        j = term if isinstance(term, (int, np.integer)) else list(Xf.columns).index(str(term))
-        tables.append(_bias_corrected(result, j, Xf.columns[j], features))
-    table = pd.concat(tables, ignore_index=True)
-    table.attrs["zero_handling"] = used
-    return table
+    options = data.settings.linda
+    used = zero_handling_used(data, options["zero_handling"], options["corr_cut"])
+    W = linda_clr(data, used, options["pseudo_count"])
+    result, X, _ = fit_status_model(W, data.design, data.settings.site_effect)
+    columns = ["feature", "term", "effect", "se", "stat", "pvalue", "qvalue", "n_treated"]
+    parts = []
+    for term in [c for c in X.columns if c.startswith("dmt_")]:
+        table = _corrected(result, term)
+        table["qvalue"] = bh(table["pvalue"].to_numpy())
+        table["term"] = term
+        table["n_treated"] = int(X[term].sum())
+        parts.append(table.reset_index())
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True)[columns]
+    return out.sort_values(["feature", "term"], kind="stable", ignore_index=True)
 
 
-def _bias_corrected(result, j, name, features) -> pd.DataFrame:
-    """Subtract the KDE mode from one coefficient and redo the tests."""
-    beta, se = result.beta[j], result.se[j]
-    bias = kde_mode(beta)
-    lfc = beta - bias
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = lfc / se
-    if np.isinf(result.df):
-        pvalue = 2.0 * ndtr(-np.abs(stat))
+def run(data: StageData, pseudo_count: float | None = None) -> MethodOutput:
+    """LinDA status effects for the tested features (see the module docstring).
+
+    Parameters
+    ----------
+    data : StageData
+    pseudo_count : float, optional
+        Overrides ``linda.pseudo_count`` (sensitivity analysis); zero handling
+        is then the plain pseudo-count.
+    """
+    options = data.settings.linda
+    if pseudo_count is None:
+        pseudo_count = options["pseudo_count"]
+        used = zero_handling_used(data, options["zero_handling"], options["corr_cut"])
     else:
-        pvalue = 2.0 * stats.t.sf(np.abs(stat), result.df)
-    return pd.DataFrame(
-        {
-            "term": name,
-            "feature": features,
-            "log2fc": lfc,
-            "lfc_se": se,
-            "stat": stat,
-            "pvalue": pvalue,
-            "qvalue": bh(pvalue),
-            "bias": bias,
-            "df": result.df,
-            "converged": result.converged,
-        }
-    )
+        used = "pseudo-count"
+    W = linda_clr(data, used, pseudo_count)
+    result, _, _ = fit_status_model(W, data.design, data.settings.site_effect)
+    out = _corrected(result, "status")
+    out.insert(5, "zero_handling", used)
+    return MethodOutput(out, data.design.frame.index, SCALE)

@@ -9,7 +9,7 @@ smallest non-zero relative abundance, then takes log2; ``maaslin.zero_fraction``
 ``log2(TSS) ~ status + covariates + DMT indicators [+ site] + (1 | household)``
 
 for every tested feature at once
-(:func:`workflow_scripts.differential.stage.fit_status_model`). There is no
+(:func:`workflow_scripts.differential.prepare.fit_status_model`). There is no
 compositional bias correction (MaAsLin2 has none); ``effect`` is the log2
 fold change of relative abundance.
 
@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.differential.methods import MethodOutput
-from workflow_scripts.differential.mixed_model import test_term
-from workflow_scripts.differential.stage import StageData, fit_status_model
+from ..models.mixed_model import test_term
+from .methods import MethodOutput
+from .prepare import StageData, fit_status_model
 
 SCALE = "log2 fold change of relative abundance (TSS, no bias correction)"
 USES_PSEUDO_COUNT = False

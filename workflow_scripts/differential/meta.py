@@ -3,7 +3,7 @@
 A species whose MS association comes from one recruitment site should look
 different from one seen everywhere. For every site with at least
 ``site_meta.min_households`` paired households, the LinDA model
-(:mod:`.methods_linda`: CLR of the whole composition, pseudo-count 0.5,
+(:mod:`.linda`: CLR of the whole composition, pseudo-count 0.5,
 ``status + covariates + DMT indicators + (1 | household)``, bias correction
 by the mode within the site) is fitted to that site's participants alone;
 terms with no variation in the site are dropped. The per-site status effects
@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from workflow_scripts.differential import methods_linda
-from workflow_scripts.differential.stage import STAGE, StageData, make_pairs, status_design
-from workflow_scripts.ingest.ledger import COLUMNS as LEDGER_COLUMNS
+from ..ledger import Ledger
+from . import linda
+from .prepare import STAGE, StageData, make_pairs, status_design
 
 ALPHA = 0.05
 
@@ -139,13 +139,13 @@ def _site_problem(sub: StageData, minimum: int) -> str | None:
 def site_exclusions(data: StageData) -> pd.DataFrame:
     """Ledger rows for the sites left out of the per-site models (see :func:`per_site`)."""
     minimum = int(data.settings.site_meta["min_households"])
-    rows = []
+    ledger = Ledger()
     for site in sorted(data.design.frame["site"].unique()):
         reason = _site_problem(site_data(data, site), minimum)
         if reason:
-            rows.append(("site", site, "", "dropped", "too_few_households_for_site_model",
-                         f"{STAGE}: left out of the per-site effects and meta-analysis: {reason}"))
-    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
+            ledger.dropped("site", [site], reason="too_few_households_for_site_model",
+                           detail=f"{STAGE}: left out of the per-site effects and meta-analysis: {reason}")
+    return ledger.frame()
 
 
 def per_site(data: StageData) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -166,7 +166,7 @@ def per_site(data: StageData) -> tuple[pd.DataFrame, pd.DataFrame]:
         sub = site_data(data, site)
         if _site_problem(sub, minimum):
             continue
-        table = methods_linda.run(sub).table.reindex(data.features)
+        table = linda.run(sub).table.reindex(data.features)
         rows.append(pd.DataFrame({
             "feature": list(data.features), "site": site, "effect": table["effect"].to_numpy(),
             "se": table["se"].to_numpy(), "pvalue": table["pvalue"].to_numpy(),

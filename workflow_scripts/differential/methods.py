@@ -3,7 +3,7 @@
 Every ``differential/<method>.tsv`` has, one row per tested feature sorted by
 feature: ``feature``, ``method``, ``effect``, ``se``, ``stat``, ``pvalue``,
 ``qvalue`` (Benjamini-Hochberg over the method's features,
-:func:`workflow_scripts.stats.bh`), ``n`` (participants the method used),
+:func:`workflow_scripts.models.multiple_testing.bh`), ``n`` (participants the method used),
 ``n_nonzero`` (of them, with the feature), ``prevalence_case``,
 ``prevalence_control``, ``mean_abundance_case``, ``mean_abundance_control``
 (mean relative abundance), ``scale`` (what ``effect`` measures), then the
@@ -12,7 +12,7 @@ method's own columns.
 ========================  ===================================================
 method                    module
 ========================  ===================================================
-``linda``                 :mod:`~workflow_scripts.differential.methods_linda`
+``linda``                 :mod:`~workflow_scripts.differential.linda`        
 ``ancombc``               :mod:`~workflow_scripts.differential.ancombc`
 ``imsms_lmm``             :mod:`~workflow_scripts.differential.imsms_lmm`
 ``paired_wilcoxon``       :mod:`~workflow_scripts.differential.paired_wilcoxon`
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.stats import bh
+from ..models.multiple_testing import bh
 
 MODULES = {
-    "linda": "methods_linda",
+    "linda": "linda",
     "ancombc": "ancombc",
     "imsms_lmm": "imsms_lmm",
     "paired_wilcoxon": "paired_wilcoxon",
@@ -83,11 +83,11 @@ def run_method(name: str, data, pseudo_count: float | None = None) -> pd.DataFra
     ----------
     name : str
         A key of :data:`MODULES`.
-    data : workflow_scripts.differential.stage.StageData
+    data : workflow_scripts.differential.prepare.StageData
     pseudo_count : float, optional
         Zero replacement other than the method's configured one (sensitivity).
     """
-    from workflow_scripts.differential.stage import describe
+    from .prepare import describe
 
     output = module(name).run(data, pseudo_count=pseudo_count)
     table = output.table.reindex(data.features)

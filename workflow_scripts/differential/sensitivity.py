@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from workflow_scripts.differential.consensus import Rule, consensus
-from workflow_scripts.differential.methods import run_method, uses_pseudo_count
+from .consensus import ConsensusRule, consensus
+from .methods import run_method, uses_pseudo_count
 
 COLUMNS = ["feature", "pseudo_count", "method", "effect", "se", "pvalue", "qvalue"]
 
@@ -58,7 +58,8 @@ def call_column(pseudo_count: float) -> str:
     return f"call_pc{pseudo_count:g}"
 
 
-def alternative_calls(tables: dict[str, pd.DataFrame], alternatives: pd.DataFrame, rule: Rule) -> pd.DataFrame:
+def alternative_calls(tables: dict[str, pd.DataFrame], alternatives: pd.DataFrame,
+                      rule: ConsensusRule) -> pd.DataFrame:
     """The consensus call under every alternative pseudo-count.
 
     Parameters
@@ -67,7 +68,7 @@ def alternative_calls(tables: dict[str, pd.DataFrame], alternatives: pd.DataFram
         The main per-method results.
     alternatives : DataFrame
         From :func:`rerun` (or read back from ``sensitivity.tsv``).
-    rule : Rule
+    rule : ConsensusRule
 
     Returns
     -------

@@ -4,7 +4,8 @@ Each participant contributes one value per metric: the mean over their stool
 samples (repeated samples are not counted as independent observations).
 
 - ``paired_wilcoxon``: Wilcoxon signed-rank test of the within-household
-  difference (case minus control) over the paired households.
+  difference (case minus control) over the paired households
+  (:func:`workflow_scripts.models.signed_rank.signed_rank_test`).
 - ``mixed_model``: metric ~ status + covariates + site + DMT indicators +
   (1 | household), REML, Wald z test of status, fitted for all metrics at once.
 
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..design import Design
-from ..differential.mixed_model import fit_random_intercept, test_term
+from ..models.mixed_model import fit_random_intercept, test_term
+from ..models.signed_rank import signed_rank_test
 
 COLUMNS = ["metric", "test", "effect", "se", "statistic", "p_value", "n", "n_pairs", "model"]
 
@@ -44,11 +45,11 @@ def paired_wilcoxon(values: pd.DataFrame, design: Design) -> pd.DataFrame:
     rows = []
     for metric in values.columns:
         d = diffs[metric].dropna().to_numpy()
-        result = stats.wilcoxon(d) if np.any(d != 0) else None
+        result = signed_rank_test(d[:, None]).iloc[0] if np.any(d != 0) else None
         rows.append({"metric": metric, "test": "paired_wilcoxon", "effect": float(np.median(d)),
-                     "se": np.nan, "statistic": result.statistic if result else np.nan,
-                     "p_value": result.pvalue if result else 1.0, "n": 2 * len(d), "n_pairs": len(d),
-                     "model": "median within-household difference (case - control)"})
+                     "se": np.nan, "statistic": result["w_statistic"] if result is not None else np.nan,
+                     "p_value": result["pvalue"] if result is not None else 1.0, "n": 2 * len(d),
+                     "n_pairs": len(d), "model": "median within-household difference (case - control)"})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

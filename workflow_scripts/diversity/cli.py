@@ -1,34 +1,37 @@
 """Command line for the diversity stage (what ``rules/diversity.smk`` runs).
 
     python -m workflow_scripts.diversity.cli alpha --cohort results/ingest/cohort \\
-        --settings '{"covariates": ["sex", "age", "bmi"], ...}' --outdir results/diversity
-    python -m workflow_scripts.diversity.cli beta --metric braycurtis --cohort ... --settings ... --outdir ...
-    python -m workflow_scripts.diversity.cli gather --settings ... --outdir results/diversity
+        --settings '{"covariates": ["sex", "age", "bmi"], ...}' --alpha alpha.tsv \\
+        --alpha-tests alpha_tests.tsv --ledger ledger.tsv --figure figures/alpha.png
+    python -m workflow_scripts.diversity.cli beta --metric braycurtis --cohort ... --settings ... \\
+        --distances beta_braycurtis.tsv --ordination pcoa_braycurtis.txt \\
+        --permanova parts/permanova_braycurtis.tsv --permdisp parts/permdisp_braycurtis.tsv \\
+        --figure figures/pcoa_braycurtis.png
+    python -m workflow_scripts.diversity.cli gather --permanova-parts A.tsv B.tsv \\
+        --permdisp-parts A.tsv B.tsv --permanova permanova.tsv --permdisp permdisp.tsv
 
-One job per beta metric, so a cluster (or two cores) runs them side by side.
+One job per beta metric, so a cluster (or two cores) runs them side by side;
+``gather`` joins the metrics' tests in the order their files are given.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 
+from .. import runner
 from ..cohort import read_cohort
-from ..ingest.cli import setup_logging
 from . import figures
 from .alpha_tests import participant_means
-from .stage import PERMANOVA_COLUMNS, PERMDISP_COLUMNS, Settings, run
+from .analysis import PERMANOVA_COLUMNS, PERMDISP_COLUMNS, DiversitySettings, run
 
 log = logging.getLogger("diversity")
 
 
-def write_distances(dm, path: Path) -> None:
+def write_distances(dm, path) -> None:
     """``dm`` in scikit-bio's lsmat format, byte for byte as ``dm.write(path)`` but twice as fast.
 
     The cost is formatting 16 million floats at 4,000 samples; ``repr`` of
@@ -41,70 +44,73 @@ def write_distances(dm, path: Path) -> None:
             fh.write(name + "\t" + "\t".join(map(repr, row)) + "\n")
 
 
-def _tsv(frame, path: Path, index: bool = False) -> None:
-    frame.to_csv(path, sep="\t", index=index, lineterminator="\n")
-
-
-def write_alpha(results, cohort, outdir: Path) -> None:
+def cmd_alpha(args) -> None:
     """alpha.tsv, alpha_tests.tsv, the stage ledger and the alpha figure."""
-    (outdir / "figures").mkdir(parents=True, exist_ok=True)
-    _tsv(results.alpha, outdir / "alpha.tsv", index=True)
-    _tsv(results.alpha_tests, outdir / "alpha_tests.tsv")
-    _tsv(results.ledger, outdir / "ledger.tsv")
+    settings = DiversitySettings.from_config(runner.json_argument(args.settings))
+    cohort = read_cohort(args.cohort)
+    results = run(cohort, replace(settings, metrics=[]))
+    runner.write_table(results.alpha, args.alpha, index=True)
+    runner.write_table(results.alpha_tests, args.alpha_tests)
+    runner.write_table(results.ledger, args.ledger)
     samples = cohort.samples.loc[results.alpha.index]
     figures.alpha_boxplots(participant_means(results.alpha, samples), results.labels, cohort.case_label,
-                           cohort.control_label, outdir / "figures" / "alpha.png")
+                           cohort.control_label, args.figure)
 
 
-def write_beta(results, cohort, outdir: Path) -> None:
-    """Per metric: the distance matrix, the ordination, its figure, and the PERMANOVA and PERMDISP
-    rows under ``parts/`` (joined by :func:`gather`)."""
-    (outdir / "figures").mkdir(parents=True, exist_ok=True)
-    (outdir / "parts").mkdir(exist_ok=True)
-    for metric, dm in results.distances.items():
-        write_distances(dm, outdir / f"beta_{metric}.tsv")
-        results.ordinations[metric].write(str(outdir / f"pcoa_{metric}.txt"))
-        figures.pcoa_plot(results.ordinations[metric], results.labels, metric, cohort.case_label,
-                          outdir / "figures" / f"pcoa_{metric}.png")
-        _tsv(results.permanova[results.permanova["metric"] == metric], outdir / "parts" / f"permanova_{metric}.tsv")
-        _tsv(results.permdisp[results.permdisp["metric"] == metric], outdir / "parts" / f"permdisp_{metric}.tsv")
+def cmd_beta(args) -> None:
+    """One metric: the distance matrix, the ordination, its figure, and its PERMANOVA and PERMDISP rows."""
+    settings = DiversitySettings.from_config(runner.json_argument(args.settings))
+    cohort = read_cohort(args.cohort)
+    results = run(cohort, replace(settings, metrics=[args.metric]), alpha=False)
+    metric = args.metric
+    write_distances(results.distances[metric], args.distances)
+    results.ordinations[metric].write(str(args.ordination))
+    figures.pcoa_plot(results.ordinations[metric], results.labels, metric, cohort.case_label, args.figure)
+    runner.write_table(results.permanova[results.permanova["metric"] == metric], args.permanova)
+    runner.write_table(results.permdisp[results.permdisp["metric"] == metric], args.permdisp)
 
 
-def gather(outdir: Path, metrics: list[str]) -> None:
-    """permanova.tsv and permdisp.tsv: the metrics' parts, in the configured order."""
-    for name in ("permanova", "permdisp"):
-        parts = [pd.read_csv(outdir / "parts" / f"{name}_{m}.tsv", sep="\t") for m in metrics]
-        columns = PERMANOVA_COLUMNS if name == "permanova" else PERMDISP_COLUMNS
-        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-        _tsv(table, outdir / f"{name}.tsv")
+def cmd_gather(args) -> None:
+    """permanova.tsv and permdisp.tsv: the metrics' parts, in the order given."""
+    for name, parts, columns, path in (("permanova", args.permanova_parts, PERMANOVA_COLUMNS, args.permanova),
+                                       ("permdisp", args.permdisp_parts, PERMDISP_COLUMNS, args.permdisp)):
+        frames = [pd.read_csv(part, sep="\t") for part in parts]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        runner.write_table(table, path)
         if name == "permanova":
             for row in table[(table["model"] == "status") & (table["term"] == "status")].itertuples():
                 log.info("PERMANOVA %s: status R2 %.4f, pseudo-F %.3f, p %.3f (strata: %s)", row.metric,
                          row.r2, row.pseudo_f, row.p_value, row.strata)
 
 
+def parser():
+    top = runner.parser(__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    alpha = sub.add_parser("alpha", help="alpha diversity and its tests")
+    beta = sub.add_parser("beta", help="one beta metric")
+    gather = sub.add_parser("gather", help="join the metrics' tests")
+    for command in (alpha, beta):
+        command.add_argument("--cohort", required=True, help="harmonised cohort directory (ingest output)")
+        command.add_argument("--settings", required=True, help="JSON object of diversity settings")
+        command.add_argument("--figure", required=True)
+    alpha.add_argument("--alpha", required=True)
+    alpha.add_argument("--alpha-tests", required=True)
+    alpha.add_argument("--ledger", required=True)
+    beta.add_argument("--metric", required=True)
+    for name in ("distances", "ordination", "permanova", "permdisp"):
+        beta.add_argument(f"--{name}", required=True)
+    gather.add_argument("--permanova-parts", nargs="*", required=True)
+    gather.add_argument("--permdisp-parts", nargs="*", required=True)
+    gather.add_argument("--permanova", required=True)
+    gather.add_argument("--permdisp", required=True)
+    for command, function in ((alpha, cmd_alpha), (beta, cmd_beta), (gather, cmd_gather)):
+        command.set_defaults(function=function)
+        runner.add_log_option(command)
+    return top
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["alpha", "beta", "gather"],
-                        help="alpha diversity and its tests; one beta metric; or join the metrics' tests")
-    parser.add_argument("--cohort", help="harmonised cohort directory (ingest output); alpha and beta")
-    parser.add_argument("--settings", required=True, help="JSON object of diversity settings")
-    parser.add_argument("--metric", help="the beta metric (beta)")
-    parser.add_argument("--outdir", required=True)
-    parser.add_argument("--log")
-    args = parser.parse_args(argv)
-    setup_logging(args.log)
-    settings = Settings(**json.loads(args.settings))
-    outdir = Path(args.outdir)
-    if args.part == "gather":
-        gather(outdir, settings.metrics)
-        return 0
-    cohort = read_cohort(args.cohort)
-    if args.part == "alpha":
-        write_alpha(run(cohort, replace(settings, metrics=[])), cohort, outdir)
-    else:
-        write_beta(run(cohort, replace(settings, metrics=[args.metric]), alpha=False), cohort, outdir)
-    return 0
+    return runner.main(parser(), argv, "diversity")
 
 
 if __name__ == "__main__":

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-# Fixed metadata so the same results give byte-identical PNG files.
-PNG_METADATA = {"Software": None}
-
-
-def save(fig, path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
-    plt.close(fig)
+from ..plotting import plt, save
 
 
 def _pair_segments(info: pd.DataFrame, data: pd.Series, case: str, control: str) -> np.ndarray:

@@ -37,7 +37,8 @@ BATCH_BYTES = 64 * 2**20
 WHERE = "PERMANOVA input"
 
 
-def _fail(message: str, fix: str, column: str | None = None, item: str | None = None):
+def refuse(message: str, fix: str, column: str | None = None, item: str | None = None):
+    """Raise the :class:`~workflow_scripts.errors.InputError` of a bad PERMANOVA or PERMDISP input."""
     raise InputError([Problem(WHERE, message, fix, column=column, item=item)])
 
 
@@ -80,14 +81,14 @@ def distance_array(distances, ids=None) -> tuple[np.ndarray, list[str]]:
         array, found = np.asarray(distances, dtype=float), None
     ids = [str(i) for i in ids] if ids is not None else found
     if array.ndim != 2 or array.shape[0] != array.shape[1]:
-        _fail(f"distances have shape {array.shape}, not square", "pass an n x n distance matrix")
+        refuse(f"distances have shape {array.shape}, not square", "pass an n x n distance matrix")
     if ids is None or len(ids) != len(array):
-        _fail("distances come without one id per row", "pass ids=, or a skbio.DistanceMatrix")
+        refuse("distances come without one id per row", "pass ids=, or a skbio.DistanceMatrix")
     if not np.all(np.isfinite(array)):
-        _fail("distances contain NaN or infinite values", "recompute the distance matrix")
+        refuse("distances contain NaN or infinite values", "recompute the distance matrix")
     scale = float(np.max(array)) if array.size else 0.0
     if np.any(array < -ALIAS_TOL) or np.max(np.abs(array - array.T), initial=0.0) > 1e-8 * scale:
-        _fail("distances are negative or not symmetric", "pass a proper dissimilarity matrix")
+        refuse("distances are negative or not symmetric", "pass a proper dissimilarity matrix")
     return array, ids
 
 
@@ -410,28 +411,28 @@ def p_values(f_perm: np.ndarray, f_obs: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(f_obs), np.nan, p)
 
 
-def _aligned(values, design: pd.DataFrame, ids: list[str], what: str):
+def aligned_labels(values, design: pd.DataFrame, ids: list[str], what: str):
     """Labels per sample in distance order from a column name, a Series or an array."""
     if values is None:
         return None
     if isinstance(values, str):
         if values not in design.columns:
-            _fail(f"{what} column {values!r} is not in the design", "name a design column", column=values)
+            refuse(f"{what} column {values!r} is not in the design", "name a design column", column=values)
         values = design[values]
     if isinstance(values, pd.Series):
         values = values.set_axis(values.index.astype(str))
         known = set(values.index)
         missing = [i for i in ids if i not in known]
         if missing:
-            _fail(f"{what} has no label for {len(missing)} sample(s)", "index it by sample id",
+            refuse(f"{what} has no label for {len(missing)} sample(s)", "index it by sample id",
                   item=missing[0])
         values = values.loc[ids]
     values = np.asarray(values, dtype=object)
     if len(values) != len(ids):
-        _fail(f"{what} has {len(values)} labels for {len(ids)} samples", "give one label per sample")
+        refuse(f"{what} has {len(values)} labels for {len(ids)} samples", "give one label per sample")
     values = pd.Series(values, index=ids)
     if values.isna().any():
-        _fail(f"{what} has missing labels", "give every sample a label (a stratum of one is fine)",
+        refuse(f"{what} has missing labels", "give every sample a label (a stratum of one is fine)",
               item=str(values.index[values.isna()][0]))
     return values.to_numpy(dtype=object)
 
@@ -440,34 +441,34 @@ def _design_rows(design: pd.DataFrame, ids: list[str], terms) -> pd.DataFrame:
     """The design rows in distance-matrix order, checked for ids, columns and NaN."""
     index = design.index.astype(str)
     if index.has_duplicates:
-        _fail("the design index has duplicate sample ids", "keep one row per sample",
+        refuse("the design index has duplicate sample ids", "keep one row per sample",
               item=str(index[index.duplicated()][0]))
     known = set(index)
     missing = [i for i in ids if i not in known]
     if missing:
-        _fail(f"{len(missing)} sample(s) of the distances are not in the design",
+        refuse(f"{len(missing)} sample(s) of the distances are not in the design",
               "index the design by the distance-matrix ids", item=missing[0])
     absent = [t for t in terms if t not in design.columns]
     if absent:
-        _fail(f"term {absent[0]!r} is not a design column", "name existing columns", column=absent[0])
+        refuse(f"term {absent[0]!r} is not a design column", "name existing columns", column=absent[0])
     rows = design.set_axis(index).loc[ids]
     for term in terms:
         if rows[term].isna().any():
-            _fail(f"term {term!r} has missing values", "drop those samples first (adonis2 uses na.fail)",
+            refuse(f"term {term!r} has missing values", "drop those samples first (adonis2 uses na.fail)",
                   column=term, item=str(rows.index[rows[term].isna()][0]))
     return rows
 
 
-def _permutations(permutations, n: int, strata, seed) -> np.ndarray:
+def checked_permutations(permutations, n: int, strata, seed) -> np.ndarray:
     """An explicit matrix checked against the strata, or one drawn as permute does."""
     if np.ndim(permutations) == 0:
         return permutation_matrix(n, int(permutations), strata=strata, seed=seed)
     perms = np.atleast_2d(np.asarray(permutations, dtype=np.intp))
     if perms.shape[1] != n or np.any(np.sort(perms, axis=1) != np.arange(n)):
-        _fail("the permutation matrix has rows that are not permutations of 0..n-1",
+        refuse("the permutation matrix has rows that are not permutations of 0..n-1",
               "pass B x n zero-based permutations")
     if strata is not None and not within_strata(perms, strata):
-        _fail("the permutation matrix moves samples across strata", "pass permutations within strata")
+        refuse("the permutation matrix moves samples across strata", "pass permutations within strata")
     return perms
 
 
@@ -581,8 +582,8 @@ def permanova(
     terms = list(terms)
     array, ids = distance_array(distances, ids)
     rows = _design_rows(design, ids, terms)
-    labels = _aligned(strata, rows, ids, "strata")
-    perms = _permutations(permutations, len(ids), labels, seed)
+    labels = aligned_labels(strata, rows, ids, "strata")
+    perms = checked_permutations(permutations, len(ids), labels, seed)
 
     gower = gower_centre(array)
     total_ss = float(np.trace(gower))
@@ -591,7 +592,7 @@ def permanova(
     rank = basis.shape[1]
     residual_df = len(ids) - rank - 1
     if rank == 0 or residual_df <= 0:
-        _fail(f"the model has rank {rank} and {residual_df} residual df",
+        refuse(f"the model has rank {rank} and {residual_df} residual df",
               "use terms that vary, and fewer parameters than samples - 1")
 
     columns, groups, labels_out, df = _tested_columns(matrix, assign, basis, kept, terms, by)

@@ -22,10 +22,10 @@ from .permanova import (
     BATCH_BYTES,
     COLUMNS,
     P_EPS,
-    _aligned,
-    _fail,
-    _permutations,
+    aligned_labels,
+    checked_permutations,
     distance_array,
+    refuse,
 )
 
 TOL = float(np.sqrt(np.finfo(float).eps))
@@ -200,12 +200,12 @@ def _betadisper(array: np.ndarray, codes: np.ndarray, k: int, test: str, axes=No
 def _groups(distances, groups, ids):
     """Distance array, ids, integer group codes (sorted levels) and the number of groups."""
     array, ids = distance_array(distances, ids)
-    labels = _aligned(groups, pd.DataFrame(index=ids), ids, "groups")
+    labels = aligned_labels(groups, pd.DataFrame(index=ids), ids, "groups")
     levels, codes = np.unique(labels.astype(str), return_inverse=True)
     if len(levels) < 2:
-        _fail(f"groups has {len(levels)} level(s)", "PERMDISP needs two or more groups")
+        refuse(f"groups has {len(levels)} level(s)", "PERMDISP needs two or more groups")
     if len(ids) <= len(levels):
-        _fail(f"{len(ids)} samples for {len(levels)} groups", "give more samples than groups")
+        refuse(f"{len(ids)} samples for {len(levels)} groups", "give more samples than groups")
     return array, ids, codes, len(levels)
 
 
@@ -365,10 +365,10 @@ def permdisp(
     """
     array, ids, codes, k = _groups(distances, groups, ids)
     explicit = np.ndim(permutations) != 0  # check a given matrix first; draw one after the eigendecomposition
-    perms = _permutations(permutations, len(ids), None, seed) if explicit else None
+    perms = checked_permutations(permutations, len(ids), None, seed) if explicit else None
     z, clipped = _betadisper(array, codes, k, test, axes)
     if perms is None:
-        perms = _permutations(permutations, len(ids), None, seed)
+        perms = checked_permutations(permutations, len(ids), None, seed)
     between, residual = _anova(z, codes, k)
     residual_df = len(ids) - k
     with np.errstate(divide="ignore", invalid="ignore"):  # identical z: NaN, as R's lm

@@ -22,7 +22,7 @@ from ..io.abundance import check_values, read_abundance
 from ..io.genotypes import Genotypes, read_genotypes, read_variant_annotation
 from ..io.tables import read_table
 from ..io.taxonomy import aggregate, assign, read_taxonomy, unassigned_label
-from .ledger import Ledger
+from ..ledger import Ledger
 from .validate import check_manifest, check_participants
 
 

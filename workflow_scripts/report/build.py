@@ -3,14 +3,19 @@
 Sections: cohort (from the ledger), diversity, differential abundance, genotype
 x microbiota, species classification, methods and parameters (config, package
 versions, seed, input checksums from ``provenance.json``). Each section reads
-its stage's files under ``outdir``; a stage that did not run says so.
+its stage's output files, each named on the command line by the rule; a stage
+whose files are not given did not run, and its section says so.
 
-    python -m workflow_scripts.report.build --outdir results --out results/report/report.html
+    python -m workflow_scripts.report.build --cohort-info ingest/cohort/cohort.json \
+        --participants ingest/cohort/participants.tsv --ledger ingest/ledger.tsv \
+        --alpha-tests ... --permanova ... --permdisp ... --alpha-figure ... --pcoa-figures ... \
+        --consensus ... --differential-figures ... \
+        [--associations ... --association-summary ... --association-figures ...] \
+        --classification ... --provenance provenance.json --out report/report.html
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .. import runner
 from .html import esc, image, page, table
 
 
@@ -30,14 +36,14 @@ def _not_run(stage: str) -> str:
     return f'<p class="skip">The {stage} stage did not run.</p>'
 
 
-def _figures(directory: Path) -> str:
-    return "".join(image(p, p.stem.replace("_", " ")) for p in sorted(directory.glob("*.png")))
+def _figures(paths) -> str:
+    return "".join(image(p, p.stem.replace("_", " ")) for p in sorted(map(Path, paths)))
 
 
-def cohort_section(outdir: Path) -> str:
-    info = json.loads((outdir / "ingest" / "cohort" / "cohort.json").read_text())
-    part = _tsv(outdir / "ingest" / "cohort" / "participants.tsv")
-    ledger = _tsv(outdir / "ingest" / "ledger.tsv")
+def cohort_section(a) -> str:
+    info = json.loads(Path(a.cohort_info).read_text())
+    part = _tsv(a.participants)
+    ledger = _tsv(a.ledger)
     case, control = info["case_label"], info["control_label"]
     cards = [("participants", info["n_participants"]), ("household pairs", info["n_households_paired"]),
              ("stool samples", info["n_samples"]), ("sites", part["site"].nunique()),
@@ -62,48 +68,45 @@ def cohort_section(outdir: Path) -> str:
     return body
 
 
-def diversity_section(outdir: Path) -> str:
-    d = outdir / "diversity"
-    if not (d / "permanova.tsv").exists():
+def diversity_section(a) -> str:
+    if not a.permanova:
         return _not_run("diversity")
-    tests = _tsv(d / "alpha_tests.tsv")
+    tests = _tsv(a.alpha_tests)
     body = "<h3>Alpha diversity, MS vs household controls</h3>"
     body += table(tests[["metric", "test", "effect", "se", "p_value", "n", "n_pairs"]])
-    if (d / "figures" / "alpha.png").exists():
-        body += image(d / "figures" / "alpha.png", "alpha diversity by status")
-    perm = _tsv(d / "permanova.tsv")
+    if a.alpha_figure:
+        body += image(a.alpha_figure, "alpha diversity by status")
+    perm = _tsv(a.permanova)
     terms = perm[~perm["term"].isin(["Residual", "Total"])]
     body += "<h3>PERMANOVA</h3>" + table(terms[["metric", "model", "term", "df", "r2", "pseudo_f", "p_value",
                                                   "strata"]], max_rows=80)
     body += ('<p class="note">Model <code>status</code>: permutations within households (the paired test). '
              "<code>adjusted</code>: sequential terms; <code>adjusted_marginal</code>: each term after all "
              "others.</p>")
-    if (d / "permdisp.tsv").exists():
-        body += "<h3>Dispersion (PERMDISP) by status</h3>" + table(_tsv(d / "permdisp.tsv"))
-    body += "<h3>Ordination</h3>" + "".join(image(p, p.stem) for p in sorted((d / "figures").glob("pcoa_*.png")))
+    if a.permdisp:
+        body += "<h3>Dispersion (PERMDISP) by status</h3>" + table(_tsv(a.permdisp))
+    body += "<h3>Ordination</h3>" + "".join(image(p, p.stem) for p in sorted(map(Path, a.pcoa_figures)))
     return body
 
 
-def differential_section(outdir: Path) -> str:
-    d = outdir / "differential"
-    if not (d / "consensus.tsv").exists():
+def differential_section(a) -> str:
+    if not a.consensus:
         return _not_run("differential-abundance")
-    consensus = _tsv(d / "consensus.tsv")
+    consensus = _tsv(a.consensus)
     called = consensus[consensus["call"] != "none"] if "call" in consensus.columns else consensus
     body = f"<p>{len(called)} of {len(consensus)} tested taxa are called by the consensus.</p>"
     body += table(called, max_rows=40)
-    body += _figures(d / "figures") if (d / "figures").is_dir() else ""
+    body += _figures(a.differential_figures)
     return body
 
 
-def association_section(outdir: Path) -> str:
-    d = outdir / "association"
-    if not (d / "genotype_species.tsv").exists():
+def association_section(a) -> str:
+    if not a.associations:
         return ('<p class="skip">Skipped: the cohort has no genotypes (no blood manifest or genotype '
                 "file was configured).</p>")
-    results = _tsv(d / "genotype_species.tsv")
+    results = _tsv(a.associations)
     body = f"<p>{len(results)} variant x taxon tests.</p>"
-    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+    summary = json.loads(Path(a.association_summary).read_text()) if a.association_summary else {}
     labelled = summary.get("labelled_variants", [])
     if labelled:
         rows = []
@@ -119,15 +122,14 @@ def association_section(outdir: Path) -> str:
     body += "<h3>Strongest genotype x MS interactions</h3>" + table(top[[c for c in (
         "variant_id", "feature", "n", "allele_frequency", "beta_interaction", "p_interaction", "q_interaction",
         "beta_genotype", "q_genotype") if c in top.columns]])
-    body += _figures(d / "figures") if (d / "figures").is_dir() else ""
+    body += _figures(a.association_figures)
     return body
 
 
-def classification_section(outdir: Path) -> str:
-    path = outdir / "classification" / "species_classification.tsv"
-    if not path.exists():
+def classification_section(a) -> str:
+    if not a.classification:
         return _not_run("classification")
-    frame = _tsv(path)
+    frame = _tsv(a.classification)
     counts = frame["class"].value_counts()
     body = "<p>" + ", ".join(f"{esc(k)}: {v}" for k, v in counts.items()) + "</p>"
     order = frame["class"].map({"high-risk": 0, "protective": 1, "neutral": 2})
@@ -135,11 +137,10 @@ def classification_section(outdir: Path) -> str:
     return body
 
 
-def methods_section(outdir: Path) -> str:
-    path = outdir / "provenance.json"
-    if not path.exists():
+def methods_section(a) -> str:
+    if not a.provenance:
         return '<p class="skip">No provenance.json.</p>'
-    record = json.loads(path.read_text())
+    record = json.loads(Path(a.provenance).read_text())
     versions = pd.Series(record["packages"], name="version").to_frame()
     inputs = pd.DataFrame([{"input": k, "path": v["path"], "sha256": v["sha256"][:16] + "…"}
                            for k, v in record["inputs"].items()])
@@ -155,23 +156,39 @@ SECTIONS = [("cohort", "Cohort", cohort_section), ("diversity", "Diversity", div
             ("methods", "Methods and parameters", methods_section)]
 
 
-def build(outdir: str | Path) -> str:
-    outdir = Path(outdir)
-    info = json.loads((outdir / "ingest" / "cohort" / "cohort.json").read_text())
+def build(a) -> str:
+    """The report page from the files named in ``a`` (the parsed command line)."""
+    info = json.loads(Path(a.cohort_info).read_text())
     subtitle = (f"{info['n_participants']} participants, {info['n_households_paired']} household pairs; "
                 f"{info['case_label']} vs {info['control_label']}; rank {info['rank']}.")
     return page("Gut microbiome in multiple sclerosis: cohort report",
-                [(a, t, f(outdir)) for a, t, f in SECTIONS], subtitle)
+                [(anchor, title, section(a)) for anchor, title, section in SECTIONS], subtitle)
+
+
+def cmd_report(args) -> None:
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(build(args), encoding="utf-8")
+
+
+def parser():
+    parser = runner.parser(__doc__)
+    for name in ("cohort-info", "participants", "ledger"):
+        parser.add_argument(f"--{name}", required=True, help="ingest output")
+    # The stages' files: a single file may be left out (the flag without a value) and a list may
+    # be empty, when the stage did not run (no genotypes: no association).
+    for name in ("alpha-tests", "permanova", "permdisp", "alpha-figure", "consensus", "associations",
+                 "association-summary", "classification", "provenance"):
+        parser.add_argument(f"--{name}", nargs="?")
+    for name in ("pcoa-figures", "differential-figures", "association-figures"):
+        parser.add_argument(f"--{name}", nargs="*", default=[])
+    parser.add_argument("--out", required=True, help="report.html to write")
+    runner.add_log_option(parser)
+    parser.set_defaults(function=cmd_report)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--outdir", required=True, help="the run's results directory")
-    parser.add_argument("--out", required=True, help="report.html to write")
-    args = parser.parse_args(argv)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(build(args.outdir), encoding="utf-8")
-    return 0
+    return runner.main(parser(), argv, "report")
 
 
 if __name__ == "__main__":

@@ -22,17 +22,19 @@ Choices (documented in the README):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..cohort import Cohort
 from ..design import build_design, first_samples
-from ..ingest.ledger import COLUMNS as LEDGER_COLUMNS
+from ..ledger import Ledger
+from ..settings import StageSettings
 from .alpha import alpha_table, rarefy
 from .alpha_tests import mixed_model, paired_wilcoxon, participant_means
-from .beta import METRICS, TREE_METRICS, distance_matrix
+from .beta import TREE_METRICS, distance_matrix
 from .pcoa import ordination, pcoa_axes
 from .permanova import COLUMNS, formula, permanova
 from .permdisp import permdisp
@@ -43,14 +45,22 @@ PERMDISP_COLUMNS = ["metric", *COLUMNS]
 
 
 @dataclass
-class Settings:
+class DiversitySettings(StageSettings):
+    """The ``diversity`` config section plus the top-level ``covariates`` and ``seed``.
+
+    Keys and defaults: ``config/schema/diversity.schema.yaml``; build with :meth:`from_config`.
+    """
+
+    SECTION: ClassVar[str] = "diversity"
+    TOP_LEVEL: ClassVar[tuple[str, ...]] = ("covariates", "seed")
+
+    metrics: list[str]
+    shannon_base: float
+    rarefaction_depth: int | None
+    permutations: int
+    pcoa_dimensions: int
     covariates: list[str]
-    metrics: list[str] = field(default_factory=lambda: list(METRICS))
-    shannon_base: float = 2.0
-    rarefaction_depth: int | None = None
-    permutations: int = 999
-    seed: int = 1
-    pcoa_dimensions: int = 10
+    seed: int
 
 
 @dataclass
@@ -65,20 +75,16 @@ class DiversityResults:
     labels: pd.DataFrame  # sample_id -> participant, status, site, household (for figures)
 
 
-def _ledger(rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
-
-
-def run(cohort: Cohort, s: Settings, alpha: bool = True) -> DiversityResults:
+def run(cohort: Cohort, s: DiversitySettings, alpha: bool = True) -> DiversityResults:
     """The diversity results for a cohort (no file I/O): alpha (unless ``alpha`` is false) and
     beta for each of ``s.metrics``; the workflow runs alpha and each metric as separate jobs."""
     counts = cohort.table("features")
     integer = cohort.info["abundance_kind"] == "counts"
-    ledger = []
+    ledger = Ledger()
     if s.rarefaction_depth:
         counts, shallow = rarefy(counts.astype(np.int64), int(s.rarefaction_depth), s.seed)
-        ledger += [("stool_sample", sid, "", "dropped", "below_rarefaction_depth",
-                    f"diversity: fewer than {s.rarefaction_depth} reads") for sid in shallow]
+        ledger.dropped("stool_sample", shallow, reason="below_rarefaction_depth",
+                       detail=f"diversity: fewer than {s.rarefaction_depth} reads")
     samples = cohort.samples.loc[counts.index]
     alpha_values = alpha_table(counts, base=s.shannon_base, tree=cohort.tree, integer_counts=integer) \
         if alpha else pd.DataFrame(index=counts.index)
@@ -86,7 +92,7 @@ def run(cohort: Cohort, s: Settings, alpha: bool = True) -> DiversityResults:
     participants = cohort.participants.loc[pd.unique(samples["participant_id"])]
     design = build_design(participants, s.covariates, cohort.case_label, stage="diversity", samples=samples)
     status_only = build_design(participants, [], cohort.case_label, stage="diversity", samples=samples)
-    ledger += [tuple(r) for r in design.excluded.itertuples(index=False)]
+    ledger.extend(design.excluded)
     terms_text = formula(["status", *s.covariates, "site"])
     alpha_tests = pd.DataFrame()
     if alpha:
@@ -118,10 +124,10 @@ def run(cohort: Cohort, s: Settings, alpha: bool = True) -> DiversityResults:
     permdisp_table = pd.concat(dispersions, ignore_index=True)[PERMDISP_COLUMNS] if dispersions else \
         pd.DataFrame(columns=PERMDISP_COLUMNS)
     return DiversityResults(alpha_values, alpha_tests, distances, ordinations, permanova_table,
-                            permdisp_table, _ledger(ledger), labels)
+                            permdisp_table, ledger.frame(), labels)
 
 
-def _permanova_models(dm, labels, design, status_only, s: Settings, metric: str) -> pd.DataFrame:
+def _permanova_models(dm, labels, design, status_only, s: DiversitySettings, metric: str) -> pd.DataFrame:
     by_sample = {p: sid for sid, p in labels["participant_id"].items()}
     out = []
     adjusted = ["status", *s.covariates, "site"]

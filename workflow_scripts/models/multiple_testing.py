@@ -1,4 +1,4 @@
-"""Small statistical helpers shared by every stage."""
+"""Multiple testing: Benjamini-Hochberg q-values for one family of tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Genotype x microbiome association engine (Matrix eQTL / tensorQTL style).
+"""Genotype x microbiome association: the shared OLS algebra (Matrix eQTL / tensorQTL style).
 
 For every variant ``v`` and every microbial feature ``s`` (one abundance value
 per participant, e.g. CLR) two ordinary least-squares models are fitted:
@@ -11,27 +11,28 @@ model (b) is the usual ``y = g b_g + status b_st + (g * status) b_int +
 covariates + e``.
 
 Nothing is fitted one test at a time.  The covariates are projected out of the
-abundances once (Frisch-Waugh-Lovell); a chunk of variants then needs only its
-coefficients on the covariate basis and one matrix product with the projected
-abundances to give the cross products that both models need for every
-variant x feature pair.  Model (b) adds one small
-2 x 2 system per variant; that system is the same for every feature, so it is
-solved in closed form for all variants of the chunk at once.  Variants arrive
-in chunks and leave as one DataFrame per chunk, so memory depends on the chunk
-size and not on the number of variants.
+abundances once (Frisch-Waugh-Lovell, :func:`project_covariates`); a block of
+variants then needs only its coefficients on the covariate basis and one
+matrix product with the projected abundances to give the cross products that
+both models need for every variant x feature pair
+(:func:`sufficient_statistics`).  Model (b) adds one small 2 x 2 system per
+variant; that system is the same for every feature, so it is solved in closed
+form for all variants of the block at once (:func:`solve_models`).
 
 Missing dosages (NaN) are handled exactly: the variant's test uses only the
 participants whose dosage is observed, with the covariates projected out of
 those participants alone.  No imputation enters the estimates; see
-:func:`associate` (Notes) for how this stays vectorised.
+:func:`workflow_scripts.models.association.associate` (Notes) for how this
+stays vectorised.
 
-The module does no file I/O: callers pass arrays (or an iterator of chunks)
-and receive DataFrames.
+Standard errors: :func:`model_based_errors` (classical OLS) here, household
+cluster-robust ones in :mod:`workflow_scripts.models.cluster_robust`; the one
+entry point is :func:`workflow_scripts.models.association.associate`.  No file
+I/O: arrays in, arrays out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -39,22 +40,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
-from workflow_scripts.errors import Problems
-from workflow_scripts.stats import bh
+from ..errors import Problems
 
-__all__ = [
-    "RESULT_COLUMNS",
-    "Design",
-    "associate",
-    "associate_chunks",
-    "bh",
-    "covariate_basis",
-    "genetic_pcs",
-    "iter_chunks",
-    "prepare_design",
-]
-
-#: Columns of every DataFrame yielded by :func:`associate`, in order.
+#: Columns of the model-based results (:func:`workflow_scripts.models.association.associate`
+#: without households), in order.
 RESULT_COLUMNS = [
     "variant_id",
     "feature",
@@ -127,10 +116,10 @@ def covariate_basis(status, covariates) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Design:
+class Projection:
     """Everything about the participants that every variant chunk shares.
 
-    Built once by :func:`prepare_design`.
+    Built once by :func:`project_covariates`.
 
     Participant-indexed arrays are stored with the cases first (``order``),
     so that products restricted to cases are contiguous slices; dosage chunks
@@ -213,7 +202,7 @@ def _validate_design(Y, status, covariates, feature_ids) -> None:
     problems.raise_if_any()
 
 
-def prepare_design(Y, status, covariates, feature_ids) -> Design:
+def project_covariates(Y, status, covariates, feature_ids) -> Projection:
     """Project the shared covariates out of the abundances, once.
 
     Parameters
@@ -228,7 +217,7 @@ def prepare_design(Y, status, covariates, feature_ids) -> Design:
 
     Returns
     -------
-    Design
+    Projection
 
     Raises
     ------
@@ -255,7 +244,7 @@ def prepare_design(Y, status, covariates, feature_ids) -> Design:
     cov = None if cov is None else cov[order]
     q = covariate_basis(status, cov)
     y_resid = Y - q @ (q.T @ Y)
-    return Design(order=order, n_cases=int(status.sum()), basis=q, status=status,
+    return Projection(order=order, n_cases=int(status.sum()), basis=q, status=status,
                   y_resid=y_resid, yy=np.einsum("is,is->s", y_resid, y_resid),
                   feature_ids=feature_ids)
 
@@ -266,7 +255,7 @@ def prepare_design(Y, status, covariates, feature_ids) -> Design:
 
 
 @dataclass
-class _Stats:
+class SufficientStatistics:
     """Cross products of the projected g, h = g*status and y, per variant."""
 
     n: np.ndarray          # (m,) participants with an observed dosage
@@ -288,7 +277,7 @@ class _Stats:
     c: np.ndarray | None = None
 
 
-def _chunk_stats(design: Design, dosage: np.ndarray) -> _Stats:
+def sufficient_statistics(design: Projection, dosage: np.ndarray) -> SufficientStatistics:
     """Sufficient statistics of both models for one chunk of variants.
 
     Notes
@@ -340,7 +329,7 @@ def _chunk_stats(design: Design, dosage: np.ndarray) -> _Stats:
     c = x_cases @ q[:nc]
     ss_g = np.einsum("vi,vi->v", x, x)
     ss_h = np.einsum("vi,vi->v", x_cases, x_cases)
-    stats = _Stats(
+    stats = SufficientStatistics(
         n=obs_cases + obs_controls,
         af=af,
         rank=np.full(m, design.rank),
@@ -384,7 +373,7 @@ def observed_gram(design, missing):
     return gram_pinv, u, indicator, nonzero.sum(axis=1)
 
 
-def _correct_missing(design: Design, stats: _Stats, missing, a, c, rows) -> None:
+def _correct_missing(design: Projection, stats: SufficientStatistics, missing, a, c, rows) -> None:
     """Make the statistics of variants with missing dosages exact (in place).
 
     Parameters
@@ -442,15 +431,15 @@ def _two_sided_p(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     return 2.0 * special.stdtr(df[:, None], -np.abs(t))
 
 
-def _solve(stats: _Stats) -> dict[str, np.ndarray]:
+def solve_models(stats: SufficientStatistics) -> dict[str, np.ndarray]:
     """Point estimates of both models and what their standard errors need.
 
     Returns a dict of arrays: per variant (m,) ``gg``, ``df_a``, ``ok_g``,
     ``ratio``, ``hh_perp``, ``df_b``, ``ok_int``; per variant x feature (m, S)
     ``beta``, ``rss_a``, ``beta_int``, ``hy_perp``, ``rss_b``.  Unidentified
-    entries are NaN (see :func:`_fit` for the formulas).  Shared by
-    :func:`_fit` (model-based OLS errors) and
-    :mod:`workflow_scripts.association.clustered` (household-robust errors).
+    entries are NaN (see :func:`model_based_errors` for the formulas).  Shared by
+    :func:`model_based_errors` (model-based OLS errors) and
+    :mod:`workflow_scripts.models.cluster_robust` (household-robust errors).
     """
     df_a = (stats.n - stats.rank - 1).astype(float)
     df_b = df_a - 1.0
@@ -473,7 +462,7 @@ def _solve(stats: _Stats) -> dict[str, np.ndarray]:
             "beta_int": beta_int, "hy_perp": hy_perp, "rss_b": rss_b}
 
 
-def _fit(stats: _Stats) -> dict[str, np.ndarray]:
+def model_based_errors(stats: SufficientStatistics) -> dict[str, np.ndarray]:
     """Estimates, standard errors, t and p of both models, all (m, S).
 
     Notes
@@ -496,7 +485,7 @@ def _fit(stats: _Stats) -> dict[str, np.ndarray]:
     ``[C, g]`` (e.g. no carrier among cases, or every carrier a case), gives
     NaN rather than an estimate of an unidentified coefficient.
     """
-    s = _solve(stats)
+    s = solve_models(stats)
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(s["rss_a"] / (s["df_a"] * s["gg"])[:, None])
         t = s["beta"] / se
@@ -515,45 +504,8 @@ def _fit(stats: _Stats) -> dict[str, np.ndarray]:
     }
 
 
-def _chunk_frame(variant_ids, feature_ids: pd.Index, stats: _Stats, fit) -> pd.DataFrame:
-    m, n_features = len(variant_ids), len(feature_ids)
-    columns = {
-        "variant_id": pd.Categorical.from_codes(
-            np.repeat(np.arange(m), n_features), categories=pd.Index(variant_ids)),
-        "feature": pd.Categorical.from_codes(
-            np.tile(np.arange(n_features), m), categories=feature_ids),
-        "n": np.repeat(stats.n, n_features),
-        "allele_frequency": np.repeat(stats.af, n_features),
-    }
-    columns.update({name: values.ravel() for name, values in fit.items()})
-    return pd.DataFrame(columns, columns=RESULT_COLUMNS, copy=False)
-
-
-# --------------------------------------------------------------------------
-# Public entry points
-# --------------------------------------------------------------------------
-
-
-def iter_chunks(G, variant_ids: Sequence, chunk_size: int = 1000) -> Iterator[tuple]:
-    """Split a variants x participants dosage array into ``(ids, block)`` chunks.
-
-    ``G`` may be anything sliceable by rows (NumPy array, ``np.memmap``,
-    ``h5py`` dataset); only one block is materialised at a time.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    n_variants = G.shape[0]
-    if len(variant_ids) != n_variants:
-        problems = Problems()
-        problems.add(_INPUT, f"{len(variant_ids)} variant ids for {n_variants} rows of G",
-                     "pass one variant id per row of G")
-        problems.raise_if_any()
-    for start in range(0, n_variants, chunk_size):
-        stop = min(start + chunk_size, n_variants)
-        yield variant_ids[start:stop], G[start:stop]
-
-
-def _check_chunk(ids, dosage: np.ndarray, n: int) -> None:
+def check_dosage_block(ids, dosage: np.ndarray, n: int) -> None:
+    """Raise one :class:`~workflow_scripts.errors.InputError` if a dosage block does not fit ``n`` participants."""
     problems = Problems()
     if dosage.ndim != 2 or dosage.shape[1] != n:
         problems.add(_INPUT, f"dosage block has shape {dosage.shape}, expected (variants, {n})",
@@ -569,174 +521,3 @@ def _check_chunk(ids, dosage: np.ndarray, n: int) -> None:
             problems.add(_INPUT, "dosages outside [0, 2]",
                          "pass ALT allele dosages 0-2, NaN for missing", item=str(ids[v]))
     problems.raise_if_any()
-
-
-def associate_chunks(Y, chunks: Iterable[tuple], status, covariates,
-                     feature_ids) -> Iterator[pd.DataFrame]:
-    """Stream both association models over an iterator of variant chunks.
-
-    Parameters
-    ----------
-    Y : array_like, shape (n, S)
-        Feature abundances (e.g. CLR), participants x features, no NaN.
-    chunks : iterable of (variant_ids, dosage_block)
-        ``dosage_block`` has shape (m, n): ALT allele dosages 0-2, NaN for
-        missing, participants in the order of ``Y``.
-    status : array_like, shape (n,)
-        1 = MS, 0 = control.
-    covariates : array_like, shape (n, k) or None
-        Covariates without intercept (added here).
-    feature_ids : sequence of str, length S
-
-    Yields
-    ------
-    pandas.DataFrame
-        One per chunk, ``m * S`` rows, columns :data:`RESULT_COLUMNS`; see
-        :func:`associate`.
-    """
-    design = prepare_design(Y, status, covariates, feature_ids)
-    for ids, block in chunks:
-        dosage = np.asarray(block, dtype=float)
-        _check_chunk(ids, dosage, design.n)
-        stats = _chunk_stats(design, dosage)
-        yield _chunk_frame(ids, design.feature_ids, stats, _fit(stats))
-
-
-def associate(Y, G, status, covariates, variant_ids, feature_ids,
-              chunk_size: int = 1000) -> Iterator[pd.DataFrame]:
-    """Main-effect and genotype x status interaction tests, every variant x feature.
-
-    Parameters
-    ----------
-    Y : array_like, shape (n, S)
-        Feature abundances (e.g. CLR), participants x features, no NaN.
-    G : array_like, shape (V, n)
-        ALT allele dosages in [0, 2]; NaN marks a missing dosage. Any object
-        sliceable by rows works (memmap, h5py dataset).
-    status : array_like, shape (n,)
-        1 = MS, 0 = healthy control.
-    covariates : array_like, shape (n, k) or None
-        Covariates without intercept (age, sex, BMI, genetic PCs, ...).
-    variant_ids : sequence, length V
-    feature_ids : sequence, length S
-    chunk_size : int, default 1000
-        Variants per chunk; memory is ``O(chunk_size * (n + S))``.
-
-    Yields
-    ------
-    pandas.DataFrame
-        One per chunk with ``m * S`` rows (variant-major) and columns
-
-        - ``variant_id``, ``feature`` (categorical)
-        - ``n``: participants with an observed dosage for the variant
-        - ``allele_frequency``: mean observed dosage / 2 (ALT allele)
-        - ``beta_genotype``, ``se_genotype``, ``t_genotype``, ``p_genotype``:
-          model (a), ``y = g b_g + C c + e``
-        - ``beta_interaction``, ``se_interaction``, ``t_interaction``,
-          ``p_interaction``: the ``g * status`` term of model (b),
-          ``y = g b_g + (g * status) b_int + C c + e``
-        - ``beta_genotype_interaction_model``: ``b_g`` of model (b), the
-          genotype effect in controls
-
-        Estimates that are not identified (monomorphic variant, interaction
-        collinear with genotype, too few participants) are NaN.
-
-    Notes
-    -----
-    ``C = [1, status, covariates]``, ``Q`` an orthonormal basis of its column
-    space, ``P = I - QQ'``.  By Frisch-Waugh-Lovell, with ``g~ = Pg``,
-    ``y~ = Py``, ``h~ = P(g * status)``:
-
-    model (a): ``b_g = g~'y~ / g~'g~``, ``se^2 = (y~'y~ - b_g g~'y~) / (df g~'g~)``,
-    ``df = n - rank(C) - 1``;
-
-    model (b): ``[b_g, b_int]' = M^-1 [g~'y~, h~'y~]'`` with
-    ``M = [[g~'g~, g~'h~], [g~'h~, h~'h~]]``, ``se(b_int)^2 = s^2 [M^-1]_22``,
-    ``df = n - rank(C) - 2``.
-
-    ``[G~; H~] Y~`` for a chunk is one matrix product; ``M`` is per variant
-    and shared by all features.  p-values are two-sided from Student's t.
-    The formulas are those of :func:`_fit`.
-
-    Missing dosages are not imputed: for a variant observed on participants
-    ``O``, every quantity above is the one of the regression on ``O`` alone,
-    projecting ``C_O`` out of ``y_O`` and ``g_O`` (see
-    :func:`_correct_missing`), and ``n`` and ``df`` count ``O`` only, with
-    ``rank(C_O)`` re-evaluated (dropping, say, every case leaves status
-    collinear with the intercept).  Results equal a complete-case
-    ``statsmodels.api.OLS`` fit per variant x feature.
-
-    Benjamini-Hochberg q-values need all p-values of the study: concatenate
-    the chunks and apply :func:`bh`.
-
-    References
-    ----------
-    .. [1] Shabalin AA (2012). Matrix eQTL: ultra fast eQTL analysis via large
-       matrix operations. Bioinformatics 28(10):1353-1358.
-    .. [2] Taylor-Weiner A et al. (2019). Scaling computational genomics to
-       millions of individuals with GPUs. Genome Biology 20:228 (tensorQTL).
-    .. [3] Frisch R, Waugh FV (1933). Partial time regressions as compared with
-       individual trends. Econometrica 1(4):387-401; Lovell MC (1963).
-       Seasonal adjustment of economic time series and multiple regression
-       analysis. JASA 58(304):993-1010.
-    .. [4] iMSMS Consortium (2022). Gut microbiome of multiple sclerosis
-       patients and paired household healthy controls reveal associations
-       with disease risk and course. Cell 185(19):3467-3486.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> results = pd.concat(associate(Y, G, status, cov, vids, fids))  # doctest: +SKIP
-    >>> results["q_interaction"] = bh(results["p_interaction"])          # doctest: +SKIP
-    """
-    chunks = iter_chunks(G, variant_ids, chunk_size)
-    yield from associate_chunks(Y, chunks, status, covariates, feature_ids)
-
-
-def genetic_pcs(G, k: int = 10, chunk_size: int = 5000) -> np.ndarray:
-    """Top genetic principal components of the participants (EIGENSTRAT).
-
-    Parameters
-    ----------
-    G : array_like, shape (V, n)
-        Dosages 0-2, NaN for missing; sliceable by rows.  Use LD-pruned,
-        QC-passed variants.
-    k : int
-        Number of components.
-    chunk_size : int
-        Variants per block while accumulating the n x n relationship matrix.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, k)
-        Unit-norm eigenvectors of ``XX'``, largest eigenvalue first, each
-        signed so that its largest-magnitude entry is positive.
-
-    Notes
-    -----
-    ``x_vi = (g_vi - 2 p_v) / sqrt(2 p_v (1 - p_v))`` with ``p_v`` the
-    observed allele frequency; missing entries and monomorphic variants
-    contribute 0.  ``XX' = sum over chunks`` so memory is ``O(n^2)``.
-
-    References
-    ----------
-    .. [1] Price AL et al. (2006). Principal components analysis corrects for
-       stratification in genome-wide association studies. Nature Genetics
-       38:904-909.
-    """
-    n = G.shape[1]
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and {n}, got {k}")
-    grm = np.zeros((n, n))
-    for start in range(0, G.shape[0], chunk_size):
-        block = np.asarray(G[start:start + chunk_size], dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = np.nansum(block, axis=1) / (2.0 * (~np.isnan(block)).sum(axis=1))
-            sd = np.sqrt(2.0 * p * (1.0 - p))
-            x = (block - 2.0 * p[:, None]) / sd[:, None]
-        x = np.where(np.isfinite(x), x, 0.0)
-        grm += x.T @ x
-    eigval, eigvec = np.linalg.eigh(grm)
-    top = eigvec[:, ::-1][:, :k]
-    signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])
-    return top * signs

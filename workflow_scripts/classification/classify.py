@@ -4,7 +4,7 @@ The decision rule (parameters in ``config/schema/classification.schema.yaml``):
 
 1. The differential-abundance consensus must call the taxon (``up`` or
    ``down``; the consensus rule itself is in
-   :mod:`workflow_scripts.differential.consensus`: q below the threshold in
+   ``workflow_scripts/differential/consensus.py``: q below the threshold in
    enough methods, all significant methods agreeing in sign, at least one
    compositional method, strong evidence in one).
 2. The primary method's effect (LinDA's bias-corrected log2 fold change,
@@ -35,22 +35,29 @@ stronger enrichment in MS among carriers".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+
+from ..settings import StageSettings
 
 CLASSES = ("protective", "neutral", "high-risk")
 
 
 @dataclass(frozen=True)
-class Rule:
-    primary_method: str = "linda"
-    min_effect: float = 0.0
-    min_prevalence: float = 0.1
-    min_site_agreement: float = 0.5
-    exclude_site_driven: bool = False
-    require_pseudocount_robust: bool = False
-    q_threshold: float = 0.05
+class ClassificationRule(StageSettings):
+    """The ``classification`` config section (keys and defaults in its schema); build with :meth:`from_config`."""
+
+    SECTION: ClassVar[str] = "classification"
+
+    primary_method: str
+    min_effect: float
+    min_prevalence: float
+    min_site_agreement: float
+    exclude_site_driven: bool
+    require_pseudocount_robust: bool
+    q_threshold: float
 
 
 def site_agreement(site_effects: pd.DataFrame, direction: pd.Series) -> pd.DataFrame:
@@ -107,8 +114,8 @@ def genotype_modifiers(associations: pd.DataFrame | None, variants: pd.DataFrame
 
 
 def classify(consensus: pd.DataFrame, primary: pd.DataFrame, site_effects: pd.DataFrame | None,
-             rule: Rule, untested: pd.DataFrame | None = None, treatment: pd.DataFrame | None = None,
-             associations: pd.DataFrame | None = None, variants: pd.DataFrame | None = None) -> pd.DataFrame:
+             rule: ClassificationRule, untested: pd.DataFrame | None = None,
+             treatment: pd.DataFrame | None = None, associations: pd.DataFrame | None = None, variants: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per taxon with its class, the reason and the evidence (see the module docstring).
 
     Parameters

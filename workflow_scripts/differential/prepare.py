@@ -8,7 +8,7 @@ Participants and repeated stool samples
     One abundance profile per participant, never one per stool sample: with
     ``repeated_samples: first`` (default) the participant's first stool sample
     (earliest ``collection_date``, then sample id; the shared policy of
-    :func:`workflow_scripts.design.participant_profiles`), with ``sum`` the
+    :func:`workflow_scripts.transforms.participant_profiles`), with ``sum`` the
     counts of all the participant's samples pooled (relative abundances:
     their mean profile). Participants are therefore never counted as
     independent samples more than once, and the household is modelled by
@@ -28,29 +28,31 @@ Features
     stays in the composition but is never tested. Exclusions go to the stage
     ledger. Log-ratio methods take the centred log-ratio over the *whole*
     composition, then keep the tested features
-    (:func:`workflow_scripts.transform.clr_abundance`).
+    (:func:`workflow_scripts.transforms.clr_abundance`).
 
 Site
     ``site_effect: fixed`` (default) adds site indicators to the fixed
     effects of the model-based methods; ``random`` makes site a random
     intercept with households nested in it
-    (:mod:`workflow_scripts.differential.variance_components`). The paired
+    (:mod:`workflow_scripts.models.nested_model`). The paired
     methods compare members of one household, who share a site, so site
     cancels; the iMSMS model always has ``(1 | site)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.design import Design, build_design, participant_profiles
-from workflow_scripts.differential.mixed_model import fit_ols, fit_random_intercept
-from workflow_scripts.differential.variance_components import fit_nested_random_intercepts
-from workflow_scripts.ingest.ledger import COLUMNS as LEDGER_COLUMNS
-from workflow_scripts.transform import select_features
+from ..design import Design, build_design
+from ..ledger import Ledger
+from ..models.mixed_model import fit_ols, fit_random_intercept
+from ..models.nested_model import fit_nested_random_intercepts
+from ..settings import StageSettings
+from ..transforms import clr, repeated_sample_profiles, replace_zeros, select_features
 
 #: Every method the stage knows, in the order of the output columns.
 ALL_METHODS = ("linda", "ancombc", "imsms_lmm", "paired_wilcoxon", "maaslin", "aldex")
@@ -59,72 +61,44 @@ STAGE = "differential"
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The ``differential`` config section plus the top-level keys the stage uses.
+class DifferentialSettings(StageSettings):
+    """The ``differential`` config section plus the top-level ``covariates`` and ``seed``.
 
-    Defaults equal ``config/schema/differential.schema.yaml``.
+    Every key and default is in ``config/schema/differential.schema.yaml``;
+    build with :meth:`from_config` (nested sections may be partial, e.g.
+    ``{"aldex": {"draws": 16}}``: the schema fills the other keys).
     """
 
-    min_prevalence: float = 0.1
-    repeated_samples: str = "first"
-    methods: tuple = ALL_METHODS
-    site_effect: str = "fixed"
-    q_threshold: float = 0.05
-    consensus: dict = field(default_factory=lambda: {
-        "min_significant": 2, "min_compositional": 1, "strong_q": 0.01, "min_sign_agreement": 0.5,
-        "require_pseudocount_robust": False})
-    linda: dict = field(default_factory=lambda: {
-        "zero_handling": "adaptive", "pseudo_count": 0.5, "corr_cut": 0.1})
-    ancombc: dict = field(default_factory=lambda: {"pseudo_count": 1.0})
-    paired_wilcoxon: dict = field(default_factory=lambda: {"pseudo_count": 0.5, "untreated_only": True})
-    maaslin: dict = field(default_factory=lambda: {"zero_fraction": 0.5})
-    aldex: dict = field(default_factory=lambda: {"draws": 128, "pseudo_count": 0.5})
-    sensitivity: dict = field(default_factory=lambda: {
-        "pseudo_counts": [0.1, 1.0], "methods": ["linda", "ancombc", "paired_wilcoxon"]})
-    site_meta: dict = field(default_factory=lambda: {"min_households": 5})
-    covariates: tuple = ("sex", "age", "bmi")
-    seed: int = 1
+    SECTION: ClassVar[str] = "differential"
+    TOP_LEVEL: ClassVar[tuple[str, ...]] = ("covariates", "seed")
+
+    min_prevalence: float
+    repeated_samples: str
+    methods: tuple
+    site_effect: str
+    q_threshold: float
+    consensus: dict
+    linda: dict
+    ancombc: dict
+    paired_wilcoxon: dict
+    maaslin: dict
+    aldex: dict
+    sensitivity: dict
+    site_meta: dict
+    covariates: tuple
+    seed: int
 
     def __post_init__(self):
-        # A partial nested section keeps the defaults of the keys it does not set.
-        defaults = {f.name: f.default_factory() for f in fields(self) if f.default_factory is not MISSING}
-        for name, default in defaults.items():
-            value = getattr(self, name)
-            if isinstance(default, dict):
-                object.__setattr__(self, name, {**default, **(value or {})})
         for name in ("methods", "covariates"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Settings":
-        """Settings from the rule's JSON (config section + ``covariates`` and ``seed``).
-
-        Nested sections are merged over their defaults, so a partial section
-        (e.g. ``{"aldex": {"draws": 16}}``) keeps the other keys.
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown differential settings {unknown}; known: {sorted(known)}")
-        base = cls()
-        merged = {}
-        for name, value in values.items():
-            default = getattr(base, name)
-            if isinstance(default, dict):
-                merged[name] = {**default, **(value or {})}
-            elif isinstance(default, tuple):
-                merged[name] = tuple(value)
-            else:
-                merged[name] = value
-        settings = cls(**merged)
-        bad = sorted(set(settings.methods) - set(ALL_METHODS))
+    def from_config(cls, values: dict | None = None, **overrides) -> "DifferentialSettings":
+        values = {**(values or {}), **overrides}
+        bad = sorted(set(values.get("methods", ())) - set(ALL_METHODS))
         if bad:
             raise ValueError(f"unknown differential methods {bad}; choose from {list(ALL_METHODS)}")
-        if settings.site_effect not in ("fixed", "random"):
-            raise ValueError(f"site_effect must be 'fixed' or 'random', not {settings.site_effect!r}")
-        if settings.repeated_samples not in ("first", "sum"):
-            raise ValueError(f"repeated_samples must be 'first' or 'sum', not {settings.repeated_samples!r}")
-        return settings
+        return super().from_config(values)
 
 
 @dataclass(frozen=True)
@@ -175,8 +149,8 @@ class StageData:
         The tested features, in table order.
     pairs : Pairs
     ledger : DataFrame
-        Stage ledger rows (``workflow_scripts.ingest.ledger.COLUMNS``).
-    settings : Settings
+        Stage ledger rows (:mod:`workflow_scripts.ledger`).
+    settings : DifferentialSettings
     """
 
     design: Design
@@ -185,7 +159,7 @@ class StageData:
     features: pd.Index
     pairs: Pairs
     ledger: pd.DataFrame
-    settings: Settings
+    settings: DifferentialSettings
 
     @property
     def status(self) -> np.ndarray:
@@ -196,34 +170,29 @@ class StageData:
         return self.profiles.div(self.profiles.sum(axis=1), axis=0)
 
 
-def prepare(cohort, settings: Settings) -> StageData:
+def prepare(cohort, settings: DifferentialSettings) -> StageData:
     """Design, one profile per participant, prevalence filter, pairs and the ledger.
 
     Parameters
     ----------
     cohort : workflow_scripts.cohort.Cohort
-    settings : Settings
+    settings : DifferentialSettings
     """
     design = build_design(cohort.participants, list(settings.covariates), cohort.case_label,
                           stage=STAGE, samples=cohort.samples)
     kind = cohort.info["abundance_kind"]
     table = cohort.table("taxa")
-    if settings.repeated_samples == "first":
-        profiles = participant_profiles(table, cohort.samples, how="first")
-    elif kind == "counts":
-        owner = cohort.samples.loc[table.index, "participant_id"].to_numpy()
-        profiles = table.groupby(owner, sort=False).sum()
-    else:
-        profiles = participant_profiles(table, cohort.samples, how="mean")
+    profiles = repeated_sample_profiles(table, cohort.samples, settings.repeated_samples, kind)
     profiles = profiles.loc[design.frame.index]
     if design.frame["status"].nunique() < 2:
         raise ValueError("differential abundance needs cases and controls with complete covariates; "
                          "check the covariates named in the config")
     features, feature_rows = select_features(profiles, settings.min_prevalence, STAGE)
     pairs = make_pairs(design)
-    ledger = pd.concat([design.excluded, _participant_notes(design, pairs), feature_rows],
-                       ignore_index=True)
-    return StageData(design, profiles, kind, features, pairs, ledger[LEDGER_COLUMNS], settings)
+    ledger = Ledger()
+    for rows in (design.excluded, _participant_notes(design, pairs), feature_rows):
+        ledger.extend(rows)
+    return StageData(design, profiles, kind, features, pairs, ledger.frame(), settings)
 
 
 def make_pairs(design: Design) -> Pairs:
@@ -246,52 +215,35 @@ def make_pairs(design: Design) -> Pairs:
     return Pairs(np.asarray(households, dtype=object), case, control, untreated)
 
 
-def _participant_notes(design: Design, pairs: Pairs) -> pd.DataFrame:
+def _participant_notes(design: Design, pairs: Pairs) -> Ledger:
     """Kept participants that some methods do not use (unpaired; treated-case households)."""
     frame = design.frame
-    rows = []
+    notes = Ledger()
     treated_members = set(pairs.members(frame.index, ~pairs.untreated))
     for pid, row in frame.iterrows():
         if not row["paired"]:
-            rows.append(("participant", pid, "", "kept", "unpaired",
-                         f"{STAGE}: no household partner with the other status; in the model-based "
-                         "methods, not in the paired methods (ancombc, paired_wilcoxon)"))
+            notes.kept("participant", [pid], reason="unpaired",
+                       detail=f"{STAGE}: no household partner with the other status; in the model-based "
+                       "methods, not in the paired methods (ancombc, paired_wilcoxon)")
         elif pid in treated_members:
-            rows.append(("participant", pid, "", "kept", "treated_case_household",
-                         f"{STAGE}: household of a treated patient; in every method except "
-                         "paired_wilcoxon, which compares untreated patients with their controls"))
-    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
+            notes.kept("participant", [pid], reason="treated_case_household",
+                       detail=f"{STAGE}: household of a treated patient; in every method except "
+                       "paired_wilcoxon, which compares untreated patients with their controls")
+    return notes
 
 
 # ---------------------------------------------------------------------------
 # Shared transforms and model fits
 
 
-def positive(profiles: pd.DataFrame, kind: str, pseudo_count: float) -> np.ndarray:
-    """Strictly positive abundances for logs.
-
-    Counts get ``pseudo_count`` added; zeros of relative abundances become
-    ``pseudo_count`` times the smallest non-zero value of the participant's
-    profile (0.5 gives :func:`workflow_scripts.transform.replace_zeros`' half minimum).
-    """
-    values = profiles.to_numpy(dtype=float)
-    if kind == "counts":
-        return values + pseudo_count
-    smallest = np.where(values > 0, values, np.inf).min(axis=1, keepdims=True)
-    return np.where(values > 0, values, pseudo_count * smallest)
-
-
-def clr_log2(positive_values) -> np.ndarray:
-    """Centred log2-ratio of every row (the whole composition)."""
-    logs = np.log2(np.asarray(positive_values, dtype=float))
-    return logs - logs.mean(axis=1, keepdims=True)
-
-
 def clr_features(data: StageData, pseudo_count: float) -> pd.DataFrame:
-    """CLR (log2) over all taxa after zero replacement, tested features only."""
-    values = clr_log2(positive(data.profiles, data.kind, pseudo_count))
-    frame = pd.DataFrame(values, index=data.profiles.index, columns=data.profiles.columns)
-    return frame[data.features]
+    """CLR (log2) over all taxa after zero replacement, tested features only.
+
+    :func:`workflow_scripts.transforms.replace_zeros`: counts get
+    ``pseudo_count`` added; zeros of relative abundances become
+    ``pseudo_count`` times the participant's smallest non-zero value.
+    """
+    return clr(replace_zeros(data.profiles, data.kind, pseudo_count))[data.features]
 
 
 def status_design(design: Design, site_effect: str) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 The iMSMS design pairs every MS patient with a healthy control from the same
 household, so two abundance profiles of a household are not independent
 (shared diet, home, microbes).  The association models are fitted by ordinary
-least squares (:mod:`workflow_scripts.association.engine`); this module
+least squares (:mod:`workflow_scripts.models.association_core`); this module
 replaces their model-based standard errors by the household cluster-robust
 (Liang-Zeger sandwich) ones, computed for every variant x feature at once.
 
@@ -17,7 +17,7 @@ Why cluster-robust errors, and not a household random intercept
   products per chunk, and equals ``statsmodels`` ``OLS(...).fit(
   cov_type="cluster", cov_kwds={"groups": household}, use_t=True)`` to
   rounding.  A random intercept needs its variance ratio per feature: the
-  whitening (Helmert rotation, :mod:`workflow_scripts.differential.group_rotation`)
+  whitening (Helmert rotation, :mod:`workflow_scripts.models.group_rotation`)
   then differs per feature, the covariates must be projected out of every
   variant once per feature, and a fixed ratio estimated under the null model
   would only approximate ``MixedLM`` refitted per test (the EMMAX/P3D
@@ -72,38 +72,27 @@ have none).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.association.engine import (
+from ..errors import Problems
+from .association_core import (
     RESULT_COLUMNS,
-    Design,
-    _check_chunk,
-    _chunk_stats,
-    _solve,
-    iter_chunks,
+    Projection,
     observed_gram,
-    prepare_design,
+    project_covariates,
+    solve_models,
+    sufficient_statistics,
 )
-from workflow_scripts.association.tdist import two_sided_p
-from workflow_scripts.errors import Problems
+from .tdist import two_sided_p
 
-__all__ = [
-    "CLUSTERED_COLUMNS",
-    "ClusteredDesign",
-    "associate_clustered",
-    "associate_clustered_chunks",
-    "clustered_chunk",
-    "prepare_clustered",
-]
-
-#: Columns of every DataFrame yielded by :func:`associate_clustered`, in order.
+#: Columns of the household-robust results (:func:`workflow_scripts.models.association.associate`
+#: with households), in order.
 CLUSTERED_COLUMNS = [*RESULT_COLUMNS[:3], "n_households", *RESULT_COLUMNS[3:]]
 
-_VALUE_COLUMNS = CLUSTERED_COLUMNS[5:]
+VALUE_COLUMNS = CLUSTERED_COLUMNS[5:]
 
 #: Variants processed together inside a chunk: small enough for the per-variant
 #: work arrays (variants x participants) to stay in cache, large enough for
@@ -204,8 +193,8 @@ class ClusteredDesign:
 
     Attributes
     ----------
-    base : Design
-        From :func:`~workflow_scripts.association.engine.prepare_design`
+    base : Projection
+        From :func:`~workflow_scripts.models.association_core.project_covariates`
         (participants stored cases first, ``base.order``).
     layout : _Layout
         Household-contiguous order of the participants (see :class:`_Layout`).
@@ -220,7 +209,7 @@ class ClusteredDesign:
         of every pair (layout order).
     """
 
-    base: Design
+    base: Projection
     layout: _Layout
     basis: np.ndarray
     status: np.ndarray
@@ -296,7 +285,7 @@ def prepare_clustered(Y, status, covariates, households, feature_ids) -> Cluster
     if cov is not None and cov.ndim == 1:
         cov = cov[:, None]
     codes = _household_codes(households, Y.shape[0] if Y.ndim == 2 else -1)
-    base = prepare_design(Y, status, cov, feature_ids)
+    base = project_covariates(Y, status, cov, feature_ids)
     layout = _layout(codes[base.order])
     y = base.y_resid[layout.perm]
     pairs = layout.pair_products(y.T, np.empty((y.shape[1], layout.n_pairs))).T
@@ -305,7 +294,7 @@ def prepare_clustered(Y, status, covariates, households, feature_ids) -> Cluster
                            y_quad=np.concatenate([y * y, pairs]))
 
 
-def _missing_terms(base: Design, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _missing_terms(base: Projection, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``K+`` (m, r, r) and ``u = Q_O'y~_O`` (m, r, S) for variants observed on ``~missing``.
 
     ``K = Q_O'Q_O = I - Q_M'Q_M`` and ``u = -Q_M'y~_M`` (``y~`` is orthogonal to
@@ -402,8 +391,8 @@ def _robust_block(cd: ClusteredDesign, dosage: np.ndarray, incomplete: bool = Fa
     """
     base, lay = cd.base, cd.layout
     m, n = dosage.shape[0], cd.n
-    stats = _chunk_stats(base, dosage)
-    s = _solve(stats)
+    stats = sufficient_statistics(base, dosage)
+    s = solve_models(stats)
     w = cd.buffers(m)
     x, g_t, hp, tmp, spread = w["x"], w["g"], w["h"], w["tmp"], w["spread"]
     B, D1, D2 = w["B"], w["D1"], w["D2"]
@@ -490,7 +479,7 @@ def _robust_block(cd: ClusteredDesign, dosage: np.ndarray, incomplete: bool = Fa
 def _empty_block(m: int, n_features: int) -> dict[str, np.ndarray]:
     out = {"n": np.zeros(m, int), "n_households": np.zeros(m, int),
            "allele_frequency": np.full(m, np.nan)}
-    out.update({name: np.full((m, n_features), np.nan) for name in _VALUE_COLUMNS})
+    out.update({name: np.full((m, n_features), np.nan) for name in VALUE_COLUMNS})
     return out
 
 
@@ -521,86 +510,3 @@ def clustered_block(cd: ClusteredDesign, dosage: np.ndarray) -> dict[str, np.nda
         these = rows[start:start + MISSING_BLOCK]
         put(these, _robust_block(cd, dosage[these], incomplete=True))
     return out
-
-
-def _frame(variant_ids, feature_ids: pd.Index, block: dict[str, np.ndarray]) -> pd.DataFrame:
-    m, n_features = len(variant_ids), len(feature_ids)
-    columns = {
-        "variant_id": pd.Categorical.from_codes(
-            np.repeat(np.arange(m), n_features), categories=pd.Index(variant_ids)),
-        "feature": pd.Categorical.from_codes(
-            np.tile(np.arange(n_features), m), categories=feature_ids),
-    }
-    for name in ("n", "n_households", "allele_frequency"):
-        columns[name] = np.repeat(block[name], n_features)
-    columns.update({name: block[name].ravel() for name in _VALUE_COLUMNS})
-    return pd.DataFrame(columns, columns=CLUSTERED_COLUMNS, copy=False)
-
-
-def clustered_chunk(cd: ClusteredDesign, variant_ids: Sequence, dosage) -> pd.DataFrame:
-    """One chunk of variants (m, n) as a DataFrame with :data:`CLUSTERED_COLUMNS`."""
-    dosage = np.asarray(dosage, dtype=float)
-    _check_chunk(variant_ids, dosage, cd.n)
-    return _frame(variant_ids, cd.base.feature_ids, clustered_block(cd, dosage))
-
-
-def associate_clustered_chunks(Y, chunks: Iterable[tuple], status, covariates, households,
-                               feature_ids) -> Iterator[pd.DataFrame]:
-    """Stream both models with household-robust errors over ``(ids, dosage_block)`` chunks.
-
-    Parameters are those of
-    :func:`~workflow_scripts.association.engine.associate_chunks` plus
-    ``households`` (one id per participant).  Yields one DataFrame per chunk,
-    ``m * S`` rows (variant-major), columns :data:`CLUSTERED_COLUMNS`.
-    """
-    cd = prepare_clustered(Y, status, covariates, households, feature_ids)
-    for ids, block in chunks:
-        yield clustered_chunk(cd, ids, block)
-
-
-def associate_clustered(Y, G, status, covariates, households, variant_ids, feature_ids,
-                        chunk_size: int = 1000) -> Iterator[pd.DataFrame]:
-    """Main-effect and genotype x status tests with household cluster-robust errors.
-
-    Parameters
-    ----------
-    Y : array_like, shape (n, S)
-        Feature abundances (e.g. CLR), participants x features, no NaN.
-    G : array_like, shape (V, n)
-        ALT allele dosages 0-2, NaN = missing; sliceable by rows (memmap).
-    status : array_like, shape (n,)
-        1 = MS, 0 = healthy control.
-    covariates : array_like, shape (n, k) or None
-        Covariates without intercept.
-    households : array_like, shape (n,)
-        Household of every participant; unpaired participants get their own.
-    variant_ids, feature_ids : sequences of length V and S
-    chunk_size : int
-        Variants per chunk; memory is ``O(chunk_size * (n + S))``.
-
-    Yields
-    ------
-    pandas.DataFrame
-        Columns :data:`CLUSTERED_COLUMNS`: the OLS estimates of
-        :func:`~workflow_scripts.association.engine.associate` with CR1
-        household-robust standard errors, ``t = beta / se`` and two-sided
-        p-values from Student's t with ``n_households - 1`` degrees of
-        freedom; ``n_households`` counts the households with an observed
-        dosage.
-
-    Notes
-    -----
-    See :func:`_robust_block`.  Equal to
-    ``statsmodels.api.OLS(y, X).fit(cov_type="cluster",
-    cov_kwds={"groups": household}, use_t=True)`` on the complete cases of
-    each variant x feature.
-
-    References
-    ----------
-    .. [1] Liang KY, Zeger SL (1986). Longitudinal data analysis using
-       generalized linear models. Biometrika 73(1):13-22.
-    .. [2] Cameron AC, Miller DL (2015). A practitioner's guide to
-       cluster-robust inference. Journal of Human Resources 50(2):317-372.
-    """
-    yield from associate_clustered_chunks(Y, iter_chunks(G, variant_ids, chunk_size), status,
-                                          covariates, households, feature_ids)

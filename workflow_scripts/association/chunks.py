@@ -1,7 +1,7 @@
 """The association stage between the files: one chunk of tests, and the gather.
 
 Scatter: each chunk job fits both models (household-robust errors,
-:mod:`workflow_scripts.association.clustered`) for its variants x every
+:mod:`workflow_scripts.models.cluster_robust`) for its variants x every
 tested species and returns the numbers as one float array
 (:data:`CHUNK_COLUMNS`, rows variant-major in the chunk's variant order, then
 feature order).  Variant and feature ids are not stored in it: they follow
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..stats import bh
-from .clustered import BLOCK, CLUSTERED_COLUMNS, clustered_block, prepare_clustered
+from ..models.cluster_robust import BLOCK, CLUSTERED_COLUMNS, clustered_block, prepare_clustered
+from ..models.multiple_testing import bh
 from .prepare import GenotypeView
 
 #: Columns of a chunk array, in order.

@@ -13,15 +13,10 @@ import pytest
 import statsmodels.api as sm
 from scipy import special
 
-from workflow_scripts.association.clustered import (
-    CLUSTERED_COLUMNS,
-    associate_clustered,
-    associate_clustered_chunks,
-    prepare_clustered,
-)
-from workflow_scripts.association.engine import associate
-from workflow_scripts.association.tdist import MIN_TABLE_USE, two_sided_p, two_sided_p_exact
 from workflow_scripts.errors import InputError
+from workflow_scripts.models.association import associate, associate_chunks
+from workflow_scripts.models.cluster_robust import CLUSTERED_COLUMNS, prepare_clustered
+from workflow_scripts.models.tdist import MIN_TABLE_USE, two_sided_p, two_sided_p_exact
 
 RTOL = 1e-8
 COMPARED = ["beta_genotype", "se_genotype", "t_genotype", "p_genotype",
@@ -76,8 +71,10 @@ def reference(Y, G, status, cov, hh, v, s):
     }
 
 
-def run(*data, chunk_size=1000):
-    return pd.concat(associate_clustered(*data, chunk_size=chunk_size), ignore_index=True)
+def run(Y, G, status, cov, hh, vids, fids, chunk_size=1000):
+    """The one association entry point with households: the household-robust errors."""
+    return pd.concat(associate(Y, G, status, cov, vids, fids, households=hh, chunk_size=chunk_size),
+                     ignore_index=True)
 
 
 def check(result, data, pairs):
@@ -178,7 +175,7 @@ def test_stream_is_lazy_and_bad_households_are_input_errors():
             produced.append(start)
             yield vids[start:start + 3], G[start:start + 3]
 
-    stream = associate_clustered_chunks(Y, blocks(), status, cov, hh, fids)
+    stream = associate_chunks(Y, blocks(), status, cov, fids, households=hh)
     next(stream)
     assert produced == [0]
     bad = hh.copy()

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
-from workflow_scripts.differential.mixed_model import fit_random_intercept
-from workflow_scripts.differential.variance_components import fit_nested_random_intercepts
+from workflow_scripts.models.mixed_model import fit_random_intercept
+from workflow_scripts.models.nested_model import fit_nested_random_intercepts
 
 
 def simulate(seed=0, n_households=40, n_sites=4, p=12, n_unpaired=5):

@@ -11,7 +11,7 @@ shared by all features; ``beta_j``, ``sigma2_j`` and the variance ratio
 ``statsmodels`` ``MixedLM`` (``re_formula="1"``), Wald z tests included.
 
 How it is fast: a Helmert rotation inside each group (see
-:mod:`workflow_scripts.differential.group_rotation`) turns the model into
+:mod:`workflow_scripts.models.group_rotation`) turns the model into
 weighted least squares whose weights depend on ``lambda`` and the group size
 only. All the data needed are then a few ``k x k`` and ``k x p`` sums per
 group-size class, computed once; profiling the likelihood over ``lambda`` for
@@ -29,7 +29,7 @@ from scipy import stats
 from scipy.linalg import solve_triangular
 from scipy.special import ndtr
 
-from workflow_scripts.differential.group_rotation import group_structure, helmert_rotate
+from .group_rotation import group_structure, helmert_rotate
 
 #: log10(lambda) grid used to bracket the maximum, plus lambda = 0.
 RATIO_GRID = np.concatenate([[0.0], 10.0 ** np.arange(-6.0, 6.0 + 1e-9, 0.5)])
@@ -210,7 +210,7 @@ def fit_random_intercept(Y, X, groups, reml: bool = True, information: str = "ob
     """
     if information not in ("observed", "expected"):
         raise ValueError(f"information must be 'observed' or 'expected', got {information!r}")
-    Ya, Xa, columns, features = _check_inputs(Y, X)
+    Ya, Xa, columns, features = check_inputs(Y, X)
     groups = np.asarray(groups, dtype=object)
     if groups.shape != (Ya.shape[0],):
         raise ValueError(
@@ -228,8 +228,8 @@ def fit_random_intercept(Y, X, groups, reml: bool = True, information: str = "ob
 
     n, k = Xa.shape
     p = Ya.shape[1]
-    beta_ols, resid = _ols_residuals(Ya, Xa)
-    fitable = _fitable(Ya, resid)
+    beta_ols, resid = ols_residuals(Ya, Xa)
+    fitable = with_variation(Ya, resid)
 
     out = _empty_result(k, p)
     if fitable.any():
@@ -292,9 +292,9 @@ def fit_ols(Y, X):
     .. [1] Seber, G. A. F. & Lee, A. J. (2003). *Linear Regression
        Analysis*, 2nd ed., ch. 3. Wiley.
     """
-    Ya, Xa, columns, features = _check_inputs(Y, X)
+    Ya, Xa, columns, features = check_inputs(Y, X)
     n, k = Xa.shape
-    beta, resid = _ols_residuals(Ya, Xa)
+    beta, resid = ols_residuals(Ya, Xa)
     rss = np.einsum("ij,ij->j", resid, resid)
     sigma2 = rss / (n - k)
     xtx_inv = np.linalg.inv(Xa.T @ Xa)
@@ -360,8 +360,13 @@ test_term.__test__ = False  # not a pytest test despite the name
 # Inputs
 
 
-def _check_inputs(Y, X):
-    """Arrays, names and the checks common to both fits."""
+def check_inputs(Y, X):
+    """``Y`` and ``X`` as float arrays with their names, after the checks every fit shares.
+
+    Returns
+    -------
+    Y : ndarray (n, p); X : ndarray (n, k); columns : tuple of k names; features : tuple of p names
+    """
     features = tuple(Y.columns) if isinstance(Y, pd.DataFrame) else None
     columns = tuple(str(c) for c in X.columns) if isinstance(X, pd.DataFrame) else None
     Ya = np.asarray(Y, dtype=float)
@@ -391,14 +396,14 @@ def _check_inputs(Y, X):
     return Ya, Xa, columns, features
 
 
-def _ols_residuals(Y, X):
-    """OLS coefficients and residuals of every column of Y, via QR of X."""
+def ols_residuals(Y, X):
+    """OLS coefficients (k, p) and residuals (n, p) of every column of ``Y``, via the QR of ``X``."""
     q, r = np.linalg.qr(X)
     qty = q.T @ Y
     return solve_triangular(r, qty), Y - q @ qty
 
 
-def _fitable(Y, resid):
+def with_variation(Y, resid):
     """Features with residual variation left to model (not constant, not exact)."""
     scale = np.einsum("ij,ij->j", Y, Y) + 1.0
     return np.einsum("ij,ij->j", resid, resid) > 1e-20 * scale

@@ -23,8 +23,8 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from scipy.optimize import minimize_scalar
 
-from workflow_scripts.differential.group_rotation import group_structure, helmert_rotate
-from workflow_scripts.differential.mixed_model import fit_ols, fit_random_intercept, test_term
+from workflow_scripts.models.group_rotation import group_structure, helmert_rotate
+from workflow_scripts.models.mixed_model import fit_ols, fit_random_intercept, test_term
 
 FORMULA = "y ~ status + C(site) + sex + age + bmi"
 N_STATSMODELS = 12  # features compared with statsmodels at its default tolerance

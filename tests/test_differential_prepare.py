@@ -15,19 +15,17 @@ from snakemake.utils import validate
 
 from workflow_scripts.cohort import Cohort, write_cohort
 from workflow_scripts.differential import cli
-from workflow_scripts.differential.stage import (
+from workflow_scripts.differential.prepare import (
     ALL_METHODS,
-    Settings,
+    DifferentialSettings,
     clr_features,
     describe,
-    positive,
     prepare,
 )
 from workflow_scripts.ingest.harmonise import Settings as IngestSettings
 from workflow_scripts.ingest.harmonise import ingest
-from workflow_scripts.ingest.ledger import COLUMNS as LEDGER_COLUMNS
+from workflow_scripts.ledger import COLUMNS as LEDGER_COLUMNS
 from workflow_scripts.synthetic import generate, write
-from workflow_scripts.transform import replace_zeros
 
 from conftest import REPO
 
@@ -92,8 +90,8 @@ def test_schema_defaults_equal_the_settings_defaults():
     config = {"differential": {}}
     validate(config, str(REPO / "config" / "schema" / "differential.schema.yaml"))
     filled = config["differential"]
-    settings = Settings.from_dict(filled)
-    assert settings == Settings()
+    settings = DifferentialSettings.from_config(filled)
+    assert settings == DifferentialSettings.from_config()
     assert tuple(filled["methods"]) == ALL_METHODS
     assert filled["min_prevalence"] == 0.1 and filled["consensus"]["min_significant"] == 2
     with pytest.raises(Exception):
@@ -101,12 +99,12 @@ def test_schema_defaults_equal_the_settings_defaults():
 
 
 def test_settings_merge_nested_sections_and_reject_unknown_keys():
-    s = Settings.from_dict({"aldex": {"draws": 8}, "covariates": ["age"]})
+    s = DifferentialSettings.from_config({"aldex": {"draws": 8}, "covariates": ["age"]})
     assert s.aldex == {"draws": 8, "pseudo_count": 0.5} and s.covariates == ("age",)
     with pytest.raises(ValueError, match="unknown differential settings"):
-        Settings.from_dict({"min_prevalance": 0.1})
+        DifferentialSettings.from_config({"min_prevalance": 0.1})
     with pytest.raises(ValueError, match="unknown differential methods"):
-        Settings.from_dict({"methods": ["linda", "deseq2"]})
+        DifferentialSettings.from_config({"methods": ["linda", "deseq2"]})
 
 
 # ---------------------------------------------------------------------------
@@ -122,7 +120,7 @@ def test_prepare_ledger_pairs_and_filter():
     counts.loc["P99M"] = 30
     counts.loc["P99M", "g__T7"] = 0
     counts["g__unassigned"] = 7
-    data = prepare(cohort_from_frames(part, counts), Settings(min_prevalence=0.1))
+    data = prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config(min_prevalence=0.1))
 
     assert "P03M" not in data.design.frame.index
     assert list(data.features) == [f"g__T{j}" for j in range(7)]  # T7 rare, bucket never tested
@@ -148,12 +146,9 @@ def test_prepare_ledger_pairs_and_filter():
     np.testing.assert_allclose(D[g], W.loc["P05M"] - W.loc["P05H"], rtol=1e-12)
 
 
-def test_positive_matches_the_shared_zero_replacement_and_clr_uses_the_whole_composition():
+def test_clr_features_use_the_whole_composition():
     part, counts = small_frames()
-    rel = counts.div(counts.sum(axis=1), axis=0)
-    for kind, table in (("counts", counts), ("relative", rel)):
-        np.testing.assert_allclose(positive(table, kind, 0.5), replace_zeros(table, kind, 0.5).to_numpy())
-    data = prepare(cohort_from_frames(part, counts), Settings())
+    data = prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config())
     W = clr_features(data, 0.5)
     logs = np.log2(counts.to_numpy() + 0.5)
     full = logs - logs.mean(axis=1, keepdims=True)  # the rare taxon is in the reference
@@ -163,7 +158,7 @@ def test_positive_matches_the_shared_zero_replacement_and_clr_uses_the_whole_com
 def test_describe_by_group():
     part, counts = small_frames()
     counts.iloc[0, 0] = 0  # P00M lacks T0
-    data = prepare(cohort_from_frames(part, counts), Settings())
+    data = prepare(cohort_from_frames(part, counts), DifferentialSettings.from_config())
     stats = describe(data.profiles, data.status, data.features)
     rel = counts.div(counts.sum(axis=1), axis=0)
     case = part["status"] == "MS"
@@ -183,8 +178,8 @@ def test_repeated_samples_first_or_pooled():
     table = pd.concat([counts, pd.DataFrame([np.arange(counts.shape[1]) + 1.0], index=["P00M_2"],
                                             columns=counts.columns)])
     cohort = cohort_from_frames(part, table, samples)
-    first = prepare(cohort, Settings())
-    pooled = prepare(cohort, Settings(repeated_samples="sum"))
+    first = prepare(cohort, DifferentialSettings.from_config())
+    pooled = prepare(cohort, DifferentialSettings.from_config(repeated_samples="sum"))
     assert len(first.profiles) == len(pooled.profiles) == len(part)  # one profile per participant
     np.testing.assert_array_equal(first.profiles.loc["P00M"], counts.loc["P00M"])
     np.testing.assert_array_equal(pooled.profiles.loc["P00M"], counts.loc["P00M"] + np.arange(8) + 1.0)
@@ -230,8 +225,12 @@ def test_cli_writes_deterministic_sorted_tables(bundled_cohort_dir, tmp_path):
     assert list(ledger.columns) == LEDGER_COLUMNS and (ledger["reason"] == "unpaired").sum() >= 1
 
 
-def test_cli_refuses_a_stale_feature_list(bundled_cohort_dir, tmp_path):
+def test_cli_refuses_a_stale_feature_list(bundled_cohort_dir, tmp_path, capsys):
     pd.DataFrame({"feature": ["s__Nothing"]}).to_csv(tmp_path / "features.tsv", sep="\t", index=False)
-    with pytest.raises(RuntimeError, match="rerun the differential_prepare rule"):
-        cli.main(["method", "--cohort", str(bundled_cohort_dir), "--settings", "{}", "--features",
-                  str(tmp_path / "features.tsv"), "--method", "linda", "--output", str(tmp_path / "x.tsv")])
+    status = cli.main(["method", "--cohort", str(bundled_cohort_dir), "--settings", "{}", "--features",
+                       str(tmp_path / "features.tsv"), "--method", "linda", "--output", str(tmp_path / "x.tsv"),
+                       "--log", str(tmp_path / "method.log")])
+    assert status == 1 and not (tmp_path / "x.tsv").exists()
+    for text in (capsys.readouterr().err, (tmp_path / "method.log").read_text()):
+        assert "features.tsv: lists other features" in text and "rerun the differential_prepare rule" in text
+        assert "Traceback" not in text

@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from .clustered import BLOCK
+from ..models.cluster_robust import BLOCK
 
 #: Memory of the Python process with NumPy, pandas and the cohort loaded, in MB.
 BASE_MB = 500

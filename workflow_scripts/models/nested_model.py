@@ -10,13 +10,13 @@ with one random intercept per household (``groups``) and one per site
 (``clusters``); every household lies inside one site. This is the iMSMS
 consortium's ``lmer(y ~ status + covariates + (1 | household) + (1 | site))``.
 Estimates are REML (default) or ML and agree with lme4 (live test in
-``tests/test_differential_variance_components.py``); standard errors are lme4's
+``tests/test_models_nested_model.py``); standard errors are lme4's
 ``vcov``, :math:`\\hat\\sigma^2 (X^\\top V^{-1} X)^{-1}`, and tests are Wald z
 tests (lmerTest's Satterthwaite t has hundreds of degrees of freedom in a
 cohort of iMSMS size, so the two agree to the reported precision).
 
 How it is fast: the household Helmert rotation of
-:mod:`workflow_scripts.differential.group_rotation` diagonalises the household
+:mod:`workflow_scripts.models.group_rotation` diagonalises the household
 part of :math:`V`; the site part is a rank-one update per site, removed by the
 Sherman-Morrison formula. All data enter through a few sums per (site,
 household size) class computed once, so one likelihood evaluation for all
@@ -34,13 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from workflow_scripts.differential.group_rotation import group_structure, helmert_rotate
-from workflow_scripts.differential.mixed_model import (
-    MixedModelResult,
-    _check_inputs,
-    _fitable,
-    _ols_residuals,
-)
+from .group_rotation import group_structure, helmert_rotate
+from .mixed_model import MixedModelResult, check_inputs, ols_residuals, with_variation
 
 #: Variance-ratio grid (lambda) used to bracket the maximum in each coordinate.
 RATIO_GRID = np.concatenate([[0.0], 10.0 ** np.arange(-4.0, 3.0 + 1e-9, 0.5)])
@@ -54,7 +49,7 @@ THETA_MAX = 1e3
 
 @dataclass(frozen=True)
 class NestedResult(MixedModelResult):
-    """:class:`~workflow_scripts.differential.mixed_model.MixedModelResult` plus the site part.
+    """:class:`~workflow_scripts.models.mixed_model.MixedModelResult` plus the site part.
 
     ``group_var``/``ratio`` describe the household intercept; ``cluster_var``
     and ``cluster_ratio`` the site intercept (``boundary`` is True where either
@@ -155,7 +150,7 @@ def fit_nested_random_intercepts(Y, X, groups, clusters, reml: bool = True) -> N
        patients and paired household healthy controls reveal associations
        with disease risk and course. *Cell* 185(19), 3467-3486.
     """
-    Ya, Xa, columns, features = _check_inputs(Y, X)
+    Ya, Xa, columns, features = check_inputs(Y, X)
     n, k = Xa.shape
     groups = _labels(groups, n, "groups")
     clusters = _labels(clusters, n, "clusters")
@@ -173,8 +168,8 @@ def fit_nested_random_intercepts(Y, X, groups, clusters, reml: bool = True) -> N
         raise ValueError("one site only: the site variance is not identifiable; use fit_random_intercept")
 
     p = Ya.shape[1]
-    beta_ols, resid = _ols_residuals(Ya, Xa)
-    fitable = _fitable(Ya, resid)
+    beta_ols, resid = ols_residuals(Ya, Xa)
+    fitable = with_variation(Ya, resid)
     out = {
         "beta": np.full((k, p), np.nan),
         "se": np.full((k, p), np.nan),

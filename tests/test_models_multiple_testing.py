@@ -1,0 +1,39 @@
+"""Benjamini-Hochberg q-values against their definition and statsmodels."""
+
+from __future__ import annotations
+
+import numpy as np
+from statsmodels.stats.multitest import multipletests
+
+from workflow_scripts.models.multiple_testing import bh
+
+
+def bh_reference(p):
+    """BH step-up by the definition: q_(i) = min over j >= i of m p_(j) / j."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    q = [0.0] * m
+    for rank, i in enumerate(order, start=1):
+        q[i] = min(1.0, min(m * p[order[j - 1]] / j for j in range(rank, m + 1)))
+    return np.array(q)
+
+
+def test_bh_matches_definition_and_statsmodels_and_keeps_nan():
+    p = np.random.default_rng(15).uniform(size=200) ** 3
+    q = bh(p)
+    np.testing.assert_allclose(q, bh_reference(p), rtol=1e-12)
+    np.testing.assert_allclose(q, multipletests(p, method="fdr_bh")[1], rtol=1e-12)
+    with_nan = np.concatenate([p, [np.nan] * 5])
+    q_nan = bh(with_nan)
+    assert np.isnan(q_nan[-5:]).all()
+    np.testing.assert_allclose(q_nan[:-5], q, rtol=1e-15)
+    np.testing.assert_allclose(bh([0.01, 0.04, 0.03, 0.2]), [0.04, 0.16 / 3, 0.16 / 3, 0.2])
+
+
+def test_bh_matches_statsmodels_and_keeps_nan():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5, 0.002, 0.04])
+    ok = ~np.isnan(p)
+    expected = multipletests(p[ok], method="fdr_bh")[1]
+    q = bh(p)
+    np.testing.assert_allclose(q[ok], expected)
+    assert np.isnan(q[2])

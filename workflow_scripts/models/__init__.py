@@ -1,0 +1,13 @@
+"""The statistical engines every stage shares; arrays in, arrays or tables out, no file I/O.
+
+- :mod:`.mixed_model`: random-intercept linear mixed model (REML/ML) and OLS,
+  fitted to thousands of features at once; :mod:`.group_rotation` is its
+  Helmert rotation.
+- :mod:`.nested_model`: two nested random intercepts (household within site).
+- :mod:`.association`: genotype x microbiome tests for every variant x feature,
+  the one entry point; :mod:`.association_core` holds the shared OLS algebra,
+  :mod:`.cluster_robust` the household cluster-robust errors, :mod:`.tdist`
+  fast Student-t tails.
+- :mod:`.signed_rank`: the Wilcoxon signed-rank test of paired differences.
+- :mod:`.multiple_testing`: Benjamini-Hochberg q-values.
+"""

@@ -1,0 +1,102 @@
+"""What every stage's command line shares: logging, settings, writing files, reporting errors.
+
+Each stage's ``cli.py`` builds an :mod:`argparse` parser whose commands take
+explicit file paths (the rules own every file name) and hands it to
+:func:`main`, which
+
+- sends the log to stderr and to the ``--log`` file;
+- runs the command;
+- on bad input (:class:`~workflow_scripts.errors.InputError`) writes one line
+  per problem (file, row or id, the fix) to stderr and the log and exits
+  with status 1, without a traceback;
+- on an unexpected error writes one short line to stderr and the log, the
+  full traceback to the log only, and exits with status 1.
+
+Tables are written by :func:`write_table` (tab-separated, ``\\n`` line ends,
+the same float format and missing-value convention everywhere) and JSON by
+:func:`write_json` (sorted keys, two-space indent), so the same inputs give
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import InputError
+
+#: How missing values are written (an empty cell).
+NA = ""
+
+
+def setup_logging(path: str | None) -> None:
+    """Log records (INFO and up) to stderr and, when given, to the file ``path``."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def json_argument(text: str) -> dict:
+    """A ``--settings`` value: JSON text, or ``@file.json``."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def write_table(frame: pd.DataFrame, path, index: bool = False, float_format: str | None = None,
+                na_rep: str = NA) -> None:
+    """``frame`` as a UTF-8 TSV at ``path`` (parent directories created)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep="\t", index=index, lineterminator="\n", na_rep=na_rep, float_format=float_format)
+
+
+def write_json(data: dict, path) -> None:
+    """``data`` as JSON with sorted keys at ``path`` (values JSON cannot hold are written as text)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the module docstring as help."""
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", help="log file (besides stderr)")
+
+
+def main(parser: argparse.ArgumentParser, argv: list[str] | None = None, name: str = "workflow") -> int:
+    """Parse ``argv``, run the command the parser set as ``function``, report errors; the exit status.
+
+    Every parser (or subparser) has a ``--log`` option and sets ``function``
+    (``parser.set_defaults(function=...)``), which takes the parsed arguments.
+    ``name`` names the stage in the log lines.
+    """
+    log = logging.getLogger(name)
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "log", None))
+    try:
+        args.function(args)
+    except InputError as err:
+        log.error("%s\nNothing was written. Fix the input and run again.", err.report())
+        return 1
+    except Exception as err:  # noqa: BLE001 - reported in one line, the traceback kept in the log
+        where = getattr(args, "log", None)
+        log.error("internal error: %s: %s%s", type(err).__name__, err,
+                  f" (the full traceback is in {where})" if where else "")
+        if where:
+            with open(where, "a") as handle:
+                handle.write(traceback.format_exc())
+        else:
+            traceback.print_exc()
+        return 1
+    return 0
