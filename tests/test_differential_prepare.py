@@ -22,6 +22,7 @@ from workflow_scripts.differential.prepare import (
     describe,
     prepare,
 )
+from workflow_scripts.errors import InputError
 from workflow_scripts.ingest.harmonise import Settings as IngestSettings
 from workflow_scripts.ingest.harmonise import ingest
 from workflow_scripts.ledger import COLUMNS as LEDGER_COLUMNS
@@ -101,9 +102,9 @@ def test_schema_defaults_equal_the_settings_defaults():
 def test_settings_merge_nested_sections_and_reject_unknown_keys():
     s = DifferentialSettings.from_config({"aldex": {"draws": 8}, "covariates": ["age"]})
     assert s.aldex == {"draws": 8, "pseudo_count": 0.5} and s.covariates == ("age",)
-    with pytest.raises(ValueError, match="unknown differential settings"):
+    with pytest.raises(InputError, match="unknown differential settings"):
         DifferentialSettings.from_config({"min_prevalance": 0.1})
-    with pytest.raises(ValueError, match="unknown differential methods"):
+    with pytest.raises(InputError, match="unknown differential methods"):
         DifferentialSettings.from_config({"methods": ["linda", "deseq2"]})
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .errors import InputError, Problem
 from .ledger import Ledger
 
 UNTREATED = "untreated"
@@ -186,7 +187,10 @@ def build_design(participants: pd.DataFrame, covariates: list[str], case_label: 
     for name in covariates:
         if name not in part.columns:
             if samples is None or name not in samples.columns:
-                raise KeyError(f"covariate {name!r} is neither a participant nor a sample column")
+                raise InputError([Problem("config covariates", f"covariate {name!r} is neither a "
+                                          "participant nor a sample column",
+                                          "name a column of the participants table or the stool manifest",
+                                          column=name)])
             first = first_samples(samples)
             part[name] = samples.loc[first.reindex(part.index).to_numpy(), name].to_numpy()
     frame = pd.DataFrame(index=part.index)

@@ -66,13 +66,10 @@ def parser():
                         help="the run's output directory (outputs are recorded relative to it)")
     parser.add_argument("--out", required=True)
     parser.add_argument("outputs", nargs="*")
-    runner.add_log_option(parser)
-    parser.set_defaults(function=cmd_provenance)
-    return parser
+    return runner.command(parser, cmd_provenance)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, "provenance")
+main = runner.entry_point(parser, "provenance")
 
 
 if __name__ == "__main__":

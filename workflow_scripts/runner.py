@@ -1,8 +1,8 @@
 """What every stage's command line shares: logging, settings, writing files, reporting errors.
 
 Each stage's ``cli.py`` builds an :mod:`argparse` parser whose commands take
-explicit file paths (the rules own every file name) and hands it to
-:func:`main`, which
+explicit file paths (the rules own every file name); its ``main`` is
+:func:`entry_point`, which runs :func:`run`:
 
 - sends the log to stderr and to the ``--log`` file;
 - runs the command;
@@ -70,15 +70,38 @@ def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_log_option(parser: argparse.ArgumentParser) -> None:
+def command(parser: argparse.ArgumentParser, function) -> argparse.ArgumentParser:
+    """Make ``parser`` (or a subcommand's parser) run ``function(args)``, with a ``--log`` option."""
     parser.add_argument("--log", help="log file (besides stderr)")
+    parser.set_defaults(function=function)
+    return parser
 
 
-def main(parser: argparse.ArgumentParser, argv: list[str] | None = None, name: str = "workflow") -> int:
-    """Parse ``argv``, run the command the parser set as ``function``, report errors; the exit status.
+def required(parser: argparse.ArgumentParser, *names: str, nargs=None) -> None:
+    """Required options ``--<name>`` (file paths, mostly); ``nargs="*"`` for a list of files."""
+    for name in names:
+        parser.add_argument(f"--{name}", required=True, nargs=nargs)
 
-    Every parser (or subparser) has a ``--log`` option and sets ``function``
-    (``parser.set_defaults(function=...)``), which takes the parsed arguments.
+
+def subcommands(description: str, commands: dict) -> tuple[argparse.ArgumentParser, dict]:
+    """A parser with one subcommand per ``name: (function, help)``; returns it and the subcommands' parsers."""
+    top = parser(description)
+    sub = top.add_subparsers(dest="command", required=True)
+    return top, {name: command(sub.add_parser(name, help=text), function)
+                 for name, (function, text) in commands.items()}
+
+
+def entry_point(build_parser, name: str):
+    """The ``main(argv=None)`` of a stage's command line: :func:`run` with its parser."""
+    def main(argv: list[str] | None = None) -> int:
+        return run(build_parser(), argv, name)
+
+    return main
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None, name: str = "workflow") -> int:
+    """Parse ``argv``, run the command the parser set (:func:`command`), report errors; the exit status.
+
     ``name`` names the stage in the log lines.
     """
     log = logging.getLogger(name)

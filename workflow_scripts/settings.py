@@ -23,6 +23,8 @@ from typing import ClassVar
 
 import yaml
 
+from .errors import InputError, Problem
+
 #: The schema files (the repository's ``config/schema``).
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "config" / "schema"
 
@@ -81,18 +83,21 @@ def fill_defaults(section: str, values: dict | None = None, top_level: tuple[str
 
     Raises
     ------
-    ValueError
-        Naming the unknown keys, or every value the schema refuses.
+    InputError
+        One problem per unknown key and per value the schema refuses.
     """
     schema = section_schema(section, top_level)
     values = _as_json(dict(values or {}))
-    unknown = sorted(set(values) - set(schema["properties"]))
-    if unknown:
-        raise ValueError(f"unknown {section} settings {unknown}; known: {sorted(schema['properties'])}")
-    errors = sorted(_filling_validator(schema).iter_errors(values), key=lambda e: list(map(str, e.path)))
-    if errors:
-        raise ValueError(f"invalid {section} settings: " + "; ".join(
-            f"{'.'.join(map(str, e.path)) or section}: {e.message}" for e in errors))
+    known = sorted(schema["properties"])
+    problems = [Problem(f"config {section}.{key}", f"unknown {section} settings {[key]}",
+                        f"use one of {known} (config/schema/{section}.schema.yaml)") for key in sorted(values)
+                if key not in schema["properties"]]
+    if not problems:
+        errors = sorted(_filling_validator(schema).iter_errors(values), key=lambda e: list(map(str, e.path)))
+        problems = [Problem(f"config {'.'.join([section, *map(str, e.path)])}", e.message,
+                            f"see config/schema/{section}.schema.yaml") for e in errors]
+    if problems:
+        raise InputError(problems)
     return values
 
 

@@ -149,41 +149,30 @@ def cmd_figures(args) -> None:
 
 
 def parser():
-    parser = runner.parser(__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="participants, abundance, covariates, variant QC, chunks")
-    c = sub.add_parser("chunk", help="fit one chunk of variants")
-    g = sub.add_parser("gather", help="global FDR, final table, summary")
-    f = sub.add_parser("figures", help="Manhattan-style plot and heatmap")
+    parser, commands = runner.subcommands(__doc__, {
+        "prepare": (cmd_prepare, "participants, abundance, covariates, variant QC, chunks"),
+        "chunk": (cmd_chunk, "fit one chunk of variants"),
+        "gather": (cmd_gather, "global FDR, final table, summary"),
+        "figures": (cmd_figures, "Manhattan-style plot and heatmap")})
+    p, c, g, f = commands.values()
+    # --cohort: the harmonised cohort directory; --abundance, --participants and --prepared:
+    # the prepared CLR abundances, participants with covariates, and summary.json of prepare.
     for each in (p, c):
-        each.add_argument("--cohort", required=True, help="harmonised cohort directory (ingest output)")
-    p.add_argument("--settings", required=True, help="JSON object of association settings")
-    p.add_argument("--ledger", required=True)
+        runner.required(each, "cohort", "participants")
     for each in (p, c, g):
-        each.add_argument("--variant-qc", required=True)
-        each.add_argument("--abundance", required=True, help="prepared CLR abundances")
-        each.add_argument("--prepared", required=True, help="prepared summary (summary.json of prepare)")
-    for each in (p, c):
-        each.add_argument("--participants", required=True, help="prepared participants and covariates")
+        runner.required(each, "variant-qc", "abundance", "prepared")
+    runner.required(p, "settings", "ledger")
+    runner.required(c, "output")
     c.add_argument("--chunk", required=True, type=int)
-    c.add_argument("--output", required=True, help="the chunk's .npy file")
-    g.add_argument("--chunks", nargs="*", required=True, help="every chunk's .npy file, in chunk order")
-    g.add_argument("--table", required=True)
-    g.add_argument("--markdown", required=True)
-    for each in (g, f):
-        each.add_argument("--variant-summary", required=True)
-        each.add_argument("--heatmap", required=True, help="heatmap cells (TSV)")
-        each.add_argument("--summary", required=True, help="the stage summary (JSON)")
-    f.add_argument("--manhattan", required=True)
-    f.add_argument("--heatmap-figure", required=True)
-    for each, function in ((p, cmd_prepare), (c, cmd_chunk), (g, cmd_gather), (f, cmd_figures)):
-        each.set_defaults(function=function)
-        runner.add_log_option(each)
+    runner.required(g, "chunks", nargs="*")  # every chunk's .npy file, in chunk order
+    runner.required(g, "table", "markdown")
+    for each in (g, f):  # --heatmap: the heatmap cells (TSV); --summary: the stage summary (JSON)
+        runner.required(each, "variant-summary", "heatmap", "summary")
+    runner.required(f, "manhattan", "heatmap-figure")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, "association")
+main = runner.entry_point(parser, "association")
 
 
 if __name__ == "__main__":

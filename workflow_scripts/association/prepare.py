@@ -55,6 +55,7 @@ import pandas as pd
 
 from ..cohort import Cohort
 from ..design import build_design, first_samples
+from ..errors import InputError, Problem
 from ..ledger import Ledger
 from ..models.association import genetic_pcs
 from ..settings import StageSettings
@@ -255,7 +256,9 @@ def prepare(cohort: Cohort, s: AssociationSettings) -> Prepared:
         ``n_chunks`` is 0).
     """
     if not cohort.info.get("has_genotypes") or cohort.genotypes is None:
-        raise ValueError("the cohort has no genotypes; the association stage does not run")
+        raise InputError([Problem("genotypes (harmonised cohort)", "the cohort has no genotypes",
+                                  "give inputs.genotypes and inputs.blood_manifest, or do not run the "
+                                  "association stage")])
     part = cohort.participants
     summary: dict = {"status": "ok", "reason": "", "settings": asdict(s),
                      "case_label": cohort.case_label, "control_label": cohort.control_label,

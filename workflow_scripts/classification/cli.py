@@ -40,23 +40,18 @@ def cmd_classify(args) -> None:
 
 def parser():
     parser = runner.parser(__doc__)
-    parser.add_argument("--consensus", required=True, help="differential/consensus.tsv")
-    parser.add_argument("--primary", required=True, help="the primary method's differential table")
-    parser.add_argument("--site-effects", required=True, help="differential/site_effects.tsv")
-    parser.add_argument("--treatment", required=True, help="differential/treatment_effects.tsv")
-    parser.add_argument("--untested", required=True,
-                        help="differential/ledger.tsv (its feature rows: taxa that were not tested)")
-    parser.add_argument("--associations", nargs="?", help="association/genotype_species.tsv (when genotypes exist)")
-    parser.add_argument("--variants", nargs="?", help="the cohort's variants.tsv (labels of the variants)")
-    parser.add_argument("--settings", required=True, help="JSON object of the classification section")
-    parser.add_argument("--out", required=True)
-    runner.add_log_option(parser)
-    parser.set_defaults(function=cmd_classify)
-    return parser
+    # The differential stage's consensus, primary method's table, site effects, therapy effects
+    # and ledger (its feature rows: the taxa that were not tested).
+    runner.required(parser, "consensus", "primary", "site-effects", "treatment", "untested")
+    # With genotypes (the flag without a value otherwise): the genotype x MS interactions and
+    # the cohort's variants.tsv (the variants' labels).
+    parser.add_argument("--associations", nargs="?")
+    parser.add_argument("--variants", nargs="?")
+    runner.required(parser, "settings", "out")  # the classification config section as JSON
+    return runner.command(parser, cmd_classify)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, "classification")
+main = runner.entry_point(parser, "classification")
 
 
 if __name__ == "__main__":

@@ -157,12 +157,10 @@ def parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, function, *options):
-        p = sub.add_parser(name)
-        p.set_defaults(function=function)
-        p.add_argument("--settings", required=True, help="differential settings as JSON, or @file.json")
-        runner.add_log_option(p)
+        p = runner.command(sub.add_parser(name), function)
+        runner.required(p, "settings")  # differential settings as JSON, or @file.json
         for option in options:
-            p.add_argument(f"--{option}", required=True, nargs="+" if option == "methods" else None)
+            runner.required(p, option, nargs="+" if option == "methods" else None)
         return p
 
     command("prepare", cmd_prepare, "cohort", "ledger", "features")
@@ -176,8 +174,7 @@ def parser():
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, STAGE)
+main = runner.entry_point(parser, STAGE)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import Design, build_design
+from ..errors import InputError, Problem
 from ..ledger import Ledger
 from ..models.mixed_model import fit_ols, fit_random_intercept
 from ..models.nested_model import fit_nested_random_intercepts
@@ -97,7 +98,8 @@ class DifferentialSettings(StageSettings):
         values = {**(values or {}), **overrides}
         bad = sorted(set(values.get("methods", ())) - set(ALL_METHODS))
         if bad:
-            raise ValueError(f"unknown differential methods {bad}; choose from {list(ALL_METHODS)}")
+            raise InputError([Problem("config differential.methods", f"unknown differential methods {bad}",
+                                      f"choose from {list(ALL_METHODS)}")])
         return super().from_config(values)
 
 
@@ -185,8 +187,10 @@ def prepare(cohort, settings: DifferentialSettings) -> StageData:
     profiles = repeated_sample_profiles(table, cohort.samples, settings.repeated_samples, kind)
     profiles = profiles.loc[design.frame.index]
     if design.frame["status"].nunique() < 2:
-        raise ValueError("differential abundance needs cases and controls with complete covariates; "
-                         "check the covariates named in the config")
+        raise InputError([Problem("participants (harmonised cohort)", "differential abundance needs cases "
+                                  "and controls with complete covariates, and one status is left",
+                                  "check the covariates named in the config (participants missing one "
+                                  "are left out) and the case and control labels")])
     features, feature_rows = select_features(profiles, settings.min_prevalence, STAGE)
     pairs = make_pairs(design)
     ledger = Ledger()
@@ -254,7 +258,9 @@ def status_design(design: Design, site_effect: str) -> pd.DataFrame:
     """
     X = design.matrix(site=site_effect == "fixed", dmt=True)  # aliased columns already dropped
     if "status" not in X.columns:
-        raise ValueError("status is aliased with the other terms; nothing to test")
+        raise InputError([Problem("config covariates", "status is aliased with the other model terms "
+                                  "(a covariate, site or therapy indicator that equals it)",
+                                  "drop the covariate that coincides with status")])
     return X
 
 

@@ -84,33 +84,21 @@ def cmd_gather(args) -> None:
 
 
 def parser():
-    top = runner.parser(__doc__)
-    sub = top.add_subparsers(dest="command", required=True)
-    alpha = sub.add_parser("alpha", help="alpha diversity and its tests")
-    beta = sub.add_parser("beta", help="one beta metric")
-    gather = sub.add_parser("gather", help="join the metrics' tests")
-    for command in (alpha, beta):
-        command.add_argument("--cohort", required=True, help="harmonised cohort directory (ingest output)")
-        command.add_argument("--settings", required=True, help="JSON object of diversity settings")
-        command.add_argument("--figure", required=True)
-    alpha.add_argument("--alpha", required=True)
-    alpha.add_argument("--alpha-tests", required=True)
-    alpha.add_argument("--ledger", required=True)
-    beta.add_argument("--metric", required=True)
-    for name in ("distances", "ordination", "permanova", "permdisp"):
-        beta.add_argument(f"--{name}", required=True)
-    gather.add_argument("--permanova-parts", nargs="*", required=True)
-    gather.add_argument("--permdisp-parts", nargs="*", required=True)
-    gather.add_argument("--permanova", required=True)
-    gather.add_argument("--permdisp", required=True)
-    for command, function in ((alpha, cmd_alpha), (beta, cmd_beta), (gather, cmd_gather)):
-        command.set_defaults(function=function)
-        runner.add_log_option(command)
+    top, commands = runner.subcommands(__doc__, {
+        "alpha": (cmd_alpha, "alpha diversity and its tests"),
+        "beta": (cmd_beta, "one beta metric"),
+        "gather": (cmd_gather, "join the metrics' tests")})
+    alpha, beta, gather = commands.values()
+    for command in (alpha, beta):  # --cohort: the harmonised cohort directory (ingest output)
+        runner.required(command, "cohort", "settings", "figure")
+    runner.required(alpha, "alpha", "alpha-tests", "ledger")
+    runner.required(beta, "metric", "distances", "ordination", "permanova", "permdisp")
+    runner.required(gather, "permanova-parts", "permdisp-parts", nargs="*")
+    runner.required(gather, "permanova", "permdisp")
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, "diversity")
+main = runner.entry_point(parser, "diversity")
 
 
 if __name__ == "__main__":

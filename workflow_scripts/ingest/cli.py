@@ -39,13 +39,10 @@ def parser():
                         help="JSON object of ingest settings (see harmonise.Settings), or @file.json")
     parser.add_argument("--ledger", required=True, help="where to write ledger.tsv")
     parser.add_argument("--cohort", required=True, help="directory for the harmonised cohort")
-    runner.add_log_option(parser)
-    parser.set_defaults(function=cmd_ingest)
-    return parser
+    return runner.command(parser, cmd_ingest)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, "ingest")
+main = runner.entry_point(parser, "ingest")
 
 
 if __name__ == "__main__":

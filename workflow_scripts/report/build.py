@@ -182,13 +182,10 @@ def parser():
     for name in ("pcoa-figures", "differential-figures", "association-figures"):
         parser.add_argument(f"--{name}", nargs="*", default=[])
     parser.add_argument("--out", required=True, help="report.html to write")
-    runner.add_log_option(parser)
-    parser.set_defaults(function=cmd_report)
-    return parser
+    return runner.command(parser, cmd_report)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return runner.main(parser(), argv, "report")
+main = runner.entry_point(parser, "report")
 
 
 if __name__ == "__main__":
