@@ -88,7 +88,7 @@ def test_same_inputs_give_byte_identical_outputs(bundled_run, tmp_path):
 
 
 def _copy_inputs(tmp_path):
-    inputs = tmp_path / "inputs"
+    inputs = tmp_path / "my inputs"  # a space in every input path
     shutil.copytree(BUNDLED, inputs)
     return {"participants": str(inputs / "participants.tsv"),
             "stool_manifest": str(inputs / "stool_manifest.tsv"),
@@ -96,11 +96,13 @@ def _copy_inputs(tmp_path):
 
 
 def test_config_with_only_inputs_and_outdir_runs_with_defaults(tmp_path):
-    config = {"inputs": _copy_inputs(tmp_path), "outdir": "out"}
+    """Also: spaces in the input paths and in outdir work (every path is quoted in the rules)."""
+    config = {"inputs": _copy_inputs(tmp_path), "outdir": "my results"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
-    info = yaml.safe_load((tmp_path / "out" / "ingest" / "cohort" / "cohort.json").read_text())
+    assert (tmp_path / "my results" / "report" / "report.html").is_file()
+    info = yaml.safe_load((tmp_path / "my results" / "ingest" / "cohort" / "cohort.json").read_text())
     assert info["rank"] == "species" and info["case_label"] == "MS" and info["settings"]["min_depth"] == 1000
     # Nothing of the bundled config leaked in: no tree, no genotypes.
     assert not info["has_tree"] and not info["has_genotypes"]
