@@ -99,5 +99,11 @@ def test_one_table_and_one_json_writer(tmp_path):
     frame = pd.DataFrame({"feature": ["b", "a"], "x": [0.1, float("nan")], "n": [1, 2]})
     runner.write_table(frame, tmp_path / "deep" / "t.tsv")
     assert (tmp_path / "deep" / "t.tsv").read_text() == "feature\tx\tn\nb\t0.1\t1\na\t\t2\n"
+    third = pd.DataFrame({"id": ["NA"], "x": [1 / 3]})
+    runner.write_table(third, tmp_path / "r.tsv")
+    runner.write_table(third, tmp_path / "e.tsv", exact=True)
+    assert (tmp_path / "r.tsv").read_text() == "id\tx\nNA\t0.3333333333\n"  # runner.FLOAT_FORMAT
+    assert runner.read_table(tmp_path / "e.tsv")["x"].iloc[0] == 1 / 3  # exact: reads back the same float
+    assert runner.read_table(tmp_path / "r.tsv")["id"].iloc[0] == "NA"  # only an empty cell is missing
     runner.write_json({"b": 1, "a": {"z": [1, 2]}}, tmp_path / "j.json")
     assert (tmp_path / "j.json").read_text() == '{\n  "a": {\n    "z": [\n      1,\n      2\n    ]\n  },\n  "b": 1\n}\n'

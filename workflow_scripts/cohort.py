@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import skbio
 
+from . import runner
+
 FIXED_DATE = datetime.datetime(2000, 1, 1)
 GENERATED_BY = "imsms-workflow ingest"
 
@@ -80,8 +82,10 @@ def _column_types(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def _write_tsv(frame: pd.DataFrame, path: Path, index_label: str | None = None) -> None:
-    frame.to_csv(path, sep="\t", index=index_label is not None, index_label=index_label,
-                 lineterminator="\n", na_rep="")
+    """Exact floats (:func:`workflow_scripts.runner.write_table`), the index named ``index_label``."""
+    if index_label is not None:
+        frame = frame.rename_axis(index_label)
+    runner.write_table(frame, path, index=index_label is not None, exact=True)
 
 
 def _read_tsv(path: Path, types: dict[str, str], index: str | None = None) -> pd.DataFrame:

@@ -13,9 +13,9 @@ explicit file paths (the rules own every file name); its ``main`` is
   full traceback to the log only, and exits with status 1.
 
 Tables are written by :func:`write_table` (tab-separated, ``\\n`` line ends,
-the same float format and missing-value convention everywhere) and JSON by
-:func:`write_json` (sorted keys, two-space indent), so the same inputs give
-byte-identical files.
+floats with :data:`FLOAT_FORMAT`, missing values as :data:`NA`) and read back by
+:func:`read_table`; JSON by :func:`write_json` (sorted keys, two-space indent),
+so the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ import pandas as pd
 
 from .errors import InputError
 
-#: How missing values are written (an empty cell).
+#: Floats in the result tables: 10 significant digits, far below any difference that
+#: matters and above the noise of the fits, so results are byte-identical from run to run.
+FLOAT_FORMAT = "%.10g"
+#: Missing values: an empty cell (R's read.delim and pandas read it as missing).
 NA = ""
 
 
@@ -52,11 +55,28 @@ def json_argument(text: str) -> dict:
     return json.loads(text)
 
 
-def write_table(frame: pd.DataFrame, path, index: bool = False, float_format: str | None = None,
-                na_rep: str = NA) -> None:
-    """``frame`` as a UTF-8 TSV at ``path`` (parent directories created)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, sep="\t", index=index, lineterminator="\n", na_rep=na_rep, float_format=float_format)
+def write_table(frame: pd.DataFrame, path, index: bool = False, exact: bool = False) -> None:
+    """``frame`` as a UTF-8 TSV at ``path`` (parent directories created; ``path`` may be an open file).
+
+    ``exact``: every float in the shortest form that reads back to the same
+    number, for the data one job hands to the next (the harmonised cohort, the
+    prepared association inputs); otherwise :data:`FLOAT_FORMAT`.
+    """
+    if isinstance(path, (str, Path)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep="\t", index=index, lineterminator="\n", na_rep=NA,
+                 float_format=None if exact else FLOAT_FORMAT)
+
+
+def append_rows(frame: pd.DataFrame, handle) -> None:
+    """``frame``'s rows (no header) at the end of an open table, written as :func:`write_table` does."""
+    frame.to_csv(handle, sep="\t", index=False, header=False, lineterminator="\n", na_rep=NA,
+                 float_format=FLOAT_FORMAT)
+
+
+def read_table(path, dtype=None, index_col=None) -> pd.DataFrame:
+    """A table :func:`write_table` wrote: only an empty cell is missing (a value "NA" stays text)."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[NA], dtype=dtype, index_col=index_col)
 
 
 def write_json(data: dict, path) -> None:

@@ -46,24 +46,13 @@ from .summary import markdown, stage_summary
 
 log = logging.getLogger("association")
 
-#: Float format of the prepared inputs: round-trips exactly.
-EXACT = "%.17g"
-#: Float format of the result tables.
-SHORT = "%.6g"
-
-
-def _tsv(frame: pd.DataFrame, path, index: bool = False, float_format: str = SHORT) -> None:
-    runner.write_table(frame, path, index=index, float_format=float_format, na_rep="NA")
-
-
-def _read_exact(path, index_col=0) -> pd.DataFrame:
-    # pandas' default parser reads "%.17g" back exactly (checked in the tests).
-    return pd.read_csv(path, sep="\t", index_col=index_col, keep_default_na=False, na_values=["NA"])
+def _read_prepared(path) -> pd.DataFrame:
+    # The prepared tables are written exactly; pandas reads them back to the same floats (tests).
+    return runner.read_table(path, index_col=0)
 
 
 def read_variant_qc(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["NA"],
-                        dtype={"variant_id": str, "chrom": str, "gene_or_locus": str, "label": str,
+    table = runner.read_table(path, dtype={"variant_id": str, "chrom": str, "gene_or_locus": str, "label": str,
                                "reason": str})
     table["label"] = table["label"].fillna("") if "label" in table else ""
     table["reason"] = table["reason"].fillna("")
@@ -74,10 +63,10 @@ def cmd_prepare(args) -> None:
     cohort = read_cohort(args.cohort)
     settings = AssociationSettings.from_config(runner.json_argument(args.settings))
     prepared = prepare(cohort, settings)
-    _tsv(prepared.ledger, args.ledger)
-    _tsv(prepared.variant_qc, args.variant_qc, index=True, float_format="%.6g")
-    _tsv(prepared.participants, args.participants, index=True, float_format=EXACT)
-    _tsv(prepared.abundance.rename_axis("participant_id"), args.abundance, index=True, float_format=EXACT)
+    runner.write_table(prepared.ledger, args.ledger)
+    runner.write_table(prepared.variant_qc, args.variant_qc, index=True)
+    runner.write_table(prepared.participants, args.participants, index=True, exact=True)
+    runner.write_table(prepared.abundance.rename_axis("participant_id"), args.abundance, index=True, exact=True)
     runner.write_json(prepared.summary, args.prepared)
     s = prepared.summary
     log.info("%d participants (%d %s), %d households; %d species; %d of %d variants pass QC -> %d chunk(s)",
@@ -88,7 +77,7 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_chunk(args) -> None:
-    participants, abundance = _read_exact(args.participants), _read_exact(args.abundance)
+    participants, abundance = _read_prepared(args.participants), _read_prepared(args.abundance)
     prepared = json.loads(Path(args.prepared).read_text())
     qc = read_variant_qc(args.variant_qc)
     these = qc[qc["chunk"] == args.chunk].sort_index()
@@ -100,7 +89,7 @@ def cmd_chunk(args) -> None:
 
 
 def cmd_gather(args) -> None:
-    abundance = _read_exact(args.abundance)
+    abundance = _read_prepared(args.abundance)
     prepared = json.loads(Path(args.prepared).read_text())
     qc = read_variant_qc(args.variant_qc)
     settings = prepared["settings"]
@@ -114,11 +103,10 @@ def cmd_gather(args) -> None:
     with open(args.table, "w", newline="\n") as handle:
         handle.write("\t".join(OUTPUT_COLUMNS) + "\n")
         for piece in pieces:
-            piece.to_csv(handle, sep="\t", index=False, header=False, lineterminator="\n",
-                         float_format=SHORT, na_rep="NA")
+            runner.append_rows(piece, handle)
     result = finish()
-    _tsv(result.variant_summary, args.variant_summary)
-    _tsv(result.heatmap, args.heatmap)
+    runner.write_table(result.variant_summary, args.variant_summary)
+    runner.write_table(result.heatmap, args.heatmap)
     summary = stage_summary(prepared, result, qc, fdr, int(settings["report_top"]))
     runner.write_json(summary, args.summary)
     Path(args.markdown).write_text(markdown(summary) + "\n")
@@ -136,11 +124,10 @@ def cmd_gather(args) -> None:
 
 def cmd_figures(args) -> None:
     summary = json.loads(Path(args.summary).read_text())
-    variant_summary = pd.read_csv(args.variant_summary, sep="\t", keep_default_na=False,
-                                  na_values=["NA"], dtype={"variant_id": str, "chrom": str, "label": str})
+    variant_summary = runner.read_table(args.variant_summary,
+                                        dtype={"variant_id": str, "chrom": str, "label": str})
     variant_summary["label"] = variant_summary["label"].fillna("")
-    heatmap = pd.read_csv(args.heatmap, sep="\t", keep_default_na=False, na_values=["NA"],
-                          dtype={"variant_id": str, "feature": str})
+    heatmap = runner.read_table(args.heatmap, dtype={"variant_id": str, "feature": str})
     case = summary.get("case_label", "MS")
     figures.manhattan(variant_summary, summary.get("threshold_p_interaction"), summary["fdr"], case,
                       args.manhattan)

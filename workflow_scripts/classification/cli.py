@@ -23,7 +23,7 @@ log = logging.getLogger("classification")
 
 
 def _read(path) -> pd.DataFrame | None:
-    return pd.read_csv(path, sep="\t", dtype={"feature": str, "id": str, "variant_id": str}) if path else None
+    return runner.read_table(path, dtype={"feature": str, "id": str, "variant_id": str}) if path else None
 
 
 def cmd_classify(args) -> None:

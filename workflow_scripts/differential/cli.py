@@ -43,16 +43,8 @@ from .methods import read_method_table, run_method
 from .prepare import STAGE, DifferentialSettings, StageData, describe, prepare
 
 log = logging.getLogger(STAGE)
-FLOAT_FORMAT = "%.10g"
-
-
-def write_tsv(frame: pd.DataFrame, path) -> None:
-    """A table as TSV with the stage's fixed formatting."""
-    runner.write_table(frame, path, float_format=FLOAT_FORMAT)
-
-
 def read_tsv(path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype={"feature": str})
+    return runner.read_table(path, dtype={"feature": str})
 
 
 def load_settings(text: str) -> DifferentialSettings:
@@ -82,8 +74,8 @@ def cmd_prepare(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings)
     ledger = pd.concat([data.ledger, meta.site_exclusions(data)], ignore_index=True)
-    write_tsv(ledger, args.ledger)
-    write_tsv(features_table(data), args.features)
+    runner.write_table(ledger, args.ledger)
+    runner.write_table(features_table(data), args.features)
     log.info("%d participants (%d households with a case and a control), %d features tested, "
              "%d ledger rows", len(data.design.frame), len(data.pairs.households), len(data.features),
              len(ledger))
@@ -93,7 +85,7 @@ def cmd_method(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings, args.features)
     table = run_method(args.method, data)
-    write_tsv(table, args.output)
+    runner.write_table(table, args.output)
     log.info("%s: %d features, %d with q < %g", args.method, len(table),
              int((table["qvalue"] < settings.q_threshold).sum()), settings.q_threshold)
 
@@ -101,21 +93,21 @@ def cmd_method(args) -> None:
 def cmd_treatment(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings, args.features)
-    write_tsv(linda.treatment_effects(data), args.output)
+    runner.write_table(linda.treatment_effects(data), args.output)
 
 
 def cmd_sensitivity(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings, args.features)
-    write_tsv(sensitivity.rerun(data), args.output)
+    runner.write_table(sensitivity.rerun(data), args.output)
 
 
 def cmd_sites(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings, args.features)
     effects, _ = meta.per_site(data)
-    write_tsv(effects, args.effects)
-    write_tsv(meta.meta_analysis(effects, data.features), args.meta)
+    runner.write_table(effects, args.effects)
+    runner.write_table(meta.meta_analysis(effects, data.features), args.meta)
 
 
 def _method_tables(paths) -> dict[str, pd.DataFrame]:
@@ -136,7 +128,7 @@ def cmd_consensus(args) -> None:
     table = apply_robustness(table, sensitivity.alternative_calls(tables, alternatives, rule),
                              bool(settings.consensus["require_pseudocount_robust"]))
     table = add_site_meta(table, read_tsv(args.site_meta))
-    write_tsv(table, args.output)
+    runner.write_table(table, args.output)
     log.info("consensus: %d up, %d down of %d features", int((table["call"] == "up").sum()),
              int((table["call"] == "down").sum()), len(table))
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .. import runner
 from ..models.multiple_testing import bh
 
 MODULES = {
@@ -106,8 +107,7 @@ def run_method(name: str, data, pseudo_count: float | None = None) -> pd.DataFra
 
 def read_method_table(path) -> pd.DataFrame:
     """A ``<method>.tsv`` back as a frame (floats as floats, features as strings)."""
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""],
-                        dtype={"feature": str, "method": str, "scale": str})
+    table = runner.read_table(path, dtype={"feature": str, "method": str, "scale": str})
     for column in ("effect", "se", "stat", "pvalue", "qvalue"):
         table[column] = table[column].astype(float)
     return table

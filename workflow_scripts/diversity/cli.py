@@ -74,7 +74,7 @@ def cmd_gather(args) -> None:
     """permanova.tsv and permdisp.tsv: the metrics' parts, in the order given."""
     for name, parts, columns, path in (("permanova", args.permanova_parts, PERMANOVA_COLUMNS, args.permanova),
                                        ("permdisp", args.permdisp_parts, PERMDISP_COLUMNS, args.permdisp)):
-        frames = [pd.read_csv(part, sep="\t") for part in parts]
+        frames = [runner.read_table(part) for part in parts]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
         runner.write_table(table, path)
         if name == "permanova":

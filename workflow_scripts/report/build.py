@@ -28,7 +28,7 @@ from .html import esc, image, page, table
 
 
 def _tsv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"id": str, "sample_id": str, "participant_id": str,
+    return runner.read_table(path, dtype={"id": str, "sample_id": str, "participant_id": str,
                                               "household_id": str, "feature": str, "variant_id": str})
 
 
