@@ -43,7 +43,7 @@ if HAS_GENOTYPES:
         benchmark:
             benchmark_path("association_prepare")
         conda:
-            ENV
+            "../envs/workflow.yaml"
         threads: 1
         resources:
             # QC and genetic PCs stream the dosages in blocks; PCs need participants^2.
@@ -81,7 +81,7 @@ if HAS_GENOTYPES:
         wildcard_constraints:
             chunk=r"\d+",
         conda:
-            ENV
+            "../envs/workflow.yaml"
         threads: 1
         resources:
             # Grows with chunk_size x (participants + species); see resources.chunk_mem_mb.
@@ -118,7 +118,7 @@ if HAS_GENOTYPES:
         benchmark:
             benchmark_path("association_gather")
         conda:
-            ENV
+            "../envs/workflow.yaml"
         threads: 1
         resources:
             # 32 bytes per variant x species test (both p- and q-values) plus one chunk.
@@ -156,7 +156,7 @@ if HAS_GENOTYPES:
         benchmark:
             benchmark_path("association_figures")
         conda:
-            ENV
+            "../envs/workflow.yaml"
         threads: 1
         resources:
             mem_mb=job_mem_mb(),

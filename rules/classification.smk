@@ -25,7 +25,7 @@ rule classification:
     benchmark:
         benchmark_path("classification")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),

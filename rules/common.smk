@@ -61,8 +61,6 @@ PY = (
     f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} "
     f"{'python' if _USES_CONDA else shlex.quote(sys.executable)} -m"
 )
-# The conda environment of every rule (`--sdm conda`).
-ENV = "../envs/workflow.yaml"
 
 INPUT_KEYS = [
     "participants",

@@ -34,7 +34,7 @@ rule differential_prepare:
     benchmark:
         benchmark_path("differential_prepare")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -62,7 +62,7 @@ rule differential_method:
     wildcard_constraints:
         method="|".join(DIFFERENTIAL_METHODS),
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -88,7 +88,7 @@ rule differential_sensitivity:
     benchmark:
         benchmark_path("differential_sensitivity")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -114,7 +114,7 @@ rule differential_treatment:
     benchmark:
         benchmark_path("differential_treatment")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -141,7 +141,7 @@ rule differential_sites:
     benchmark:
         benchmark_path("differential_sites")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -168,7 +168,7 @@ rule differential_consensus:
     benchmark:
         benchmark_path("differential_consensus")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -200,7 +200,7 @@ rule differential_volcano:
     wildcard_constraints:
         method="|".join(DIFFERENTIAL_METHODS),
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -228,7 +228,7 @@ rule differential_agreement:
     benchmark:
         benchmark_path("differential_agreement")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),

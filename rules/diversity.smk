@@ -30,7 +30,7 @@ rule diversity_alpha:
     benchmark:
         benchmark_path("diversity_alpha")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(2, extra=diversity_mb),
@@ -67,7 +67,7 @@ rule diversity_beta:
     wildcard_constraints:
         metric="|".join(diversity_metrics()) or "none",
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         # A participants x participants distance matrix, its eigenvectors and
@@ -102,7 +102,7 @@ rule diversity_tests:
     benchmark:
         benchmark_path("diversity_tests")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),

@@ -16,7 +16,7 @@ rule ingest:
     benchmark:
         benchmark_path("ingest")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         # The dosage and abundance matrices parsed from the inputs: about 25x the size of a

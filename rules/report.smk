@@ -18,7 +18,7 @@ rule provenance:
     benchmark:
         benchmark_path("provenance")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),
@@ -46,7 +46,7 @@ rule report:
     benchmark:
         benchmark_path("report")
     conda:
-        ENV
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb(),

@@ -68,6 +68,12 @@ def section_schema(section: str, top_level: tuple[str, ...] = ()) -> dict:
     return {"type": "object", "additionalProperties": False, "properties": properties}
 
 
+def key_path(section: str, path: list, top_level: tuple[str, ...] = ()) -> str:
+    """Where a value sits in the config: ``differential.linda.pseudo_count``, or ``covariates``."""
+    parts = [str(p) for p in path]
+    return ".".join(parts if parts and parts[0] in top_level else [section, *parts])
+
+
 def fill_defaults(section: str, values: dict | None = None, top_level: tuple[str, ...] = ()) -> dict:
     """A stage's settings, validated against the schema, missing keys filled from its defaults.
 
@@ -94,8 +100,9 @@ def fill_defaults(section: str, values: dict | None = None, top_level: tuple[str
                 if key not in schema["properties"]]
     if not problems:
         errors = sorted(_filling_validator(schema).iter_errors(values), key=lambda e: list(map(str, e.path)))
-        problems = [Problem(f"config {'.'.join([section, *map(str, e.path)])}", e.message,
-                            f"see config/schema/{section}.schema.yaml") for e in errors]
+        problems = [Problem(f"config {key_path(section, list(e.path), top_level)}", e.message,
+                            f"see config/schema/{'config' if e.path and e.path[0] in top_level else section}"
+                            ".schema.yaml") for e in errors]
     if problems:
         raise InputError(problems)
     return values
