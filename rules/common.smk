@@ -8,9 +8,10 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
 from workflow_scripts.cohort import cohort_files
+from workflow_scripts.config_check import check_config
 
 REPO = Path(workflow.basedir)
 
@@ -27,7 +28,7 @@ if "inputs" not in config:
     config.clear()
     config.update(bundled)
 
-validate(config, "../config/schema/config.schema.yaml")
+check_config(config, REPO / "config/schema/config.schema.yaml")
 
 # Rules run `{PY} workflow_scripts.<stage>...`: the interpreter running Snakemake, or
 # the rule's conda env python under --sdm conda; PYTHONPATH finds the package even
@@ -106,7 +107,7 @@ def ingest_outputs():
 
 def validate_section(name):
     """Validate and fill one stage's config section with its own schema file."""
-    validate(config, f"../config/schema/{name}.schema.yaml")
+    check_config(config, REPO / f"config/schema/{name}.schema.yaml")
 
 
 # Each stage's rule file adds the outputs `rule all` asks for.
