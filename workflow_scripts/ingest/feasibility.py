@@ -129,9 +129,15 @@ def _group_counts(part, all_participants, dropped_samples, s) -> list[Problem]:
         ids = all_participants.index[all_participants["status"] == label]
         lost = dropped_samples[dropped_samples["participant_id"].isin(ids)]
         why = f"; their stool samples dropped: {_drop_summary(lost['reason'])}" if len(lost) else ""
-        fix = ("lower ingest.min_depth or re-sequence the shallow samples" if "below_min_depth" in
-               set(lost["reason"]) else f"add {label} participants with stool samples, or check the status "
-               "column and the case_label/control_label config keys")
+        reasons = set(lost["reason"])
+        if "below_min_depth" in reasons:
+            fix = "lower ingest.min_depth or re-sequence the shallow samples"
+        elif reasons:
+            fix = (f"check that the {label} participants' samples are in the abundance table with their reads "
+                   "(see the stool_sample rows of the ledger), or add participants")
+        else:
+            fix = (f"add {label} participants with stool samples, or check the status column and the "
+                   "case_label/control_label config keys")
         problems.append(Problem(s.participants, f"only {kept} of {len(ids)} {label} participants have a stool "
                                 f"sample left for the analysis (at least {MIN_PER_GROUP} are needed){why}",
                                 fix, column="status"))
@@ -190,7 +196,7 @@ def _model(part, samples, s) -> list[Problem]:
                                 f"({', '.join(map(str, x.columns))}) for {len(x)} participants: {df} "
                                 f"residual degrees of freedom, at least {MIN_RESIDUAL_DF} are needed",
                                 "remove covariates from the covariates list (or merge rare levels), or add "
-                                "participants", column="covariates"))
+                                "participants; site and each therapy take a column too", column="covariates"))
     intercept = pd.DataFrame({"intercept": 1.0}, index=design.frame.index)
     status = design.frame[["status"]].astype(float)
     with_status = drop_aliased(pd.concat([intercept, status, design.covariates, design.site], axis=1))[1]

@@ -178,10 +178,9 @@ def _control_fields(typed: pd.DataFrame, path, case: str, control: str):
                 continue
             signal = "a disease course" if column == "disease_course" else "a therapy"
             problems.append(Problem(
-                str(path), f"{column} {value!r} is given for a {control} participant: {signal} is what "
-                f"a {case} patient has", f"correct the status if this is a {case} patient; for a "
-                f"{control} leave {column} empty (or write {control!r})", line=line, item=pid,
-                column=column))
+                str(path), f"{column} {value!r} is given for a {control} participant ({signal} marks a "
+                f"case, status {case})", f"correct the status if the participant is a case; for a control "
+                f"leave {column} empty (or write {control!r})", line=line, item=pid, column=column))
     for column in CASE_ONLY_NUMBERS:
         if column not in typed.columns:
             continue
@@ -192,9 +191,9 @@ def _control_fields(typed: pd.DataFrame, path, case: str, control: str):
                 typed.at[idx, column] = float("nan")
                 continue
             problems.append(Problem(
-                str(path), f"{column} {value:g} is given for a {control} participant: a value above 0 is "
-                f"what a {case} patient has", f"correct the status if this is a {case} patient; for a "
-                f"{control} leave {column} empty (or 0)", line=line, item=pid, column=column))
+                str(path), f"{column} {value:g} is given for a {control} participant (a value above 0 "
+                f"marks a case, status {case})", f"correct the status if the participant is a case; for a "
+                f"control leave {column} empty (or 0)", line=line, item=pid, column=column))
     typed[NOTE_COLUMN] = [f"{n.rstrip(', ')} recorded for a {control}: read as not applicable" if n else ""
                           for n in notes]
     return problems, typed
@@ -257,7 +256,7 @@ def check_manifest(frame: pd.DataFrame, path, participants: set[str] | None, kin
         given = int(frame["participant_id"].notna().sum())
         problems.append(Problem(str(path), f"the participants of its {given} {kind} sample(s) could not be "
                                 f"checked, because {participants_file or 'the participants table'} could "
-                                "not be read", "fix the participants table first (see the problem above)"))
+                                "not be used", "fix the participants table first (see the problem above)"))
     for pid, line, sid in zip(frame["participant_id"], lines, frame["sample_id"]):
         if pid is None:
             problems.append(Problem(str(path), "participant_id is missing",

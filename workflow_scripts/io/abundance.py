@@ -311,7 +311,7 @@ def check_values(table: Abundance, kind: str) -> tuple[np.ndarray, str]:
         problems.add(path, f"relative abundances of sample {table.sample_ids[j]!r} {message}",
                      "give every sample on one scale (proportions summing to at most 1, or "
                      "percentages summing to at most 100); if the table holds read counts set "
-                     "inputs.abundance_kind: counts", item=table.sample_ids[j], column=table.sample_ids[j])
+                     "inputs.abundance_kind: counts", item=table.sample_ids[j])
     problems.raise_if_any()
     raise AssertionError("unreachable")
 

@@ -109,6 +109,12 @@ def read_raw(path: str | Path, hash_header: bool = False) -> RawTable:
                 header, header_line = fields, line_start
                 continue
             fields = _fit(fields, header)
+            if len(fields) != len(header) and line_end > line_start:
+                problems.append(Problem(
+                    str(path), f"a quoted value starts on this line and runs to line {line_end}",
+                    'a value that starts with a quote (") must end with one: close or remove the quote',
+                    line=line_start))
+                continue
             if len(fields) != len(header):
                 problems.append(Problem(
                     str(path), f"has {len(fields)} fields but the header has {len(header)}",
