@@ -486,3 +486,29 @@ def test_snakemake_stops_cleanly(mini, tmp_path, name):
     assert not (tmp_path / "out" / "ingest").exists()
     if "key" in name or "labels" in name:  # config problems: a few lines, not a schema dump
         assert len(result.stderr.strip().splitlines()) <= 4, result.stderr
+
+
+@pytest.mark.real_data
+def test_real_imsms_controls_as_the_authors_record_them(tmp_path):
+    """The iMSMS metadata give all 576 controls edss 0, disease_course and treatments 'Control' (issue 12
+    item 7: these stopped the run). Written back as the source has them, they are kept with a note."""
+    from conftest import real_data
+    from workflow_scripts.examples import imsms
+    from workflow_scripts.ingest.harmonise import Settings
+
+    source = real_data("imsms_16s")
+    config = yaml.safe_load(imsms.convert(source, tmp_path).read_text())
+    config.update(case_label="MS", control_label="HHC")
+    meta = pd.read_csv(source / "metadata.tsv", sep="\t", dtype=str, keep_default_na=False)
+    part = pd.read_csv(tmp_path / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    controls = part["status"] == "HHC"
+    raw = meta.set_index("sample_id").loc[part["participant_id"], ["disease_course", "treatments", "edss"]]
+    part.loc[controls, ["disease_course", "dmt", "edss"]] = raw.to_numpy()[controls.to_numpy()]
+    assert set(part.loc[controls, "disease_course"]) == {"Control"} and set(part.loc[controls, "edss"]) == {"0"}
+    part.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    cohort, ledger = ingest(Settings.from_config(config))
+    notes = ledger[ledger["reason"] == "control_convention"]
+    assert len(notes) == 576 and (notes["outcome"] == "kept").all()
+    assert notes["detail"].iloc[0] == ("disease_course 'Control', dmt 'Control', edss 0 recorded for a HHC: "
+                                       "read as not applicable")
+    assert cohort.info["n_participants"] == 1152
