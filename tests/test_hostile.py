@@ -453,14 +453,17 @@ def _config(settings, **extra):
             "ingest": {"min_depth": 100}, **extra}
 
 
+def _relative_config(settings):
+    config = _config(settings)
+    config["inputs"]["abundance_kind"] = "relative"
+    return config
+
+
 SNAKEMAKE_CASES = {
     "all-zero table": (lambda mini: _config(all_zero(mini)), "every value of the abundance table is 0"),
     "duplicate column": (lambda mini: _config(duplicate_column("participants")(mini)),
                          "column name 'household_id' appears twice"),
-    "mixed relative scales": (lambda mini: {**_config(relative(1.3)(mini)),
-                                            "inputs": {**_config(relative(1.3)(mini))["inputs"],
-                                                       "abundance_kind": "relative"}},
-                              "'SP02M' sum to 1.3"),
+    "mixed relative scales": (lambda mini: _relative_config(relative(1.3)(mini)), "'SP02M' sum to 1.3"),
     "config key typo": (lambda mini: {**_config(mini.write()), "covarites": ["age"]},
                         "key 'covarites' is not a known key (did you mean 'covariates'?)"),
     "stage key typo": (lambda mini: {**_config(mini.write()), "differential": {"q_treshold": 0.1}},

@@ -89,7 +89,9 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     Raises
     ------
     InputError
-        With every problem found in every input, before anything is computed.
+        With every problem found in every input, before anything is computed;
+        or, after the drops, with what makes the kept cohort impossible to
+        analyse (see :mod:`.feasibility`).
     """
     s = settings
     collect = _Collector()
@@ -156,8 +158,7 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     frame = ledger.frame()
     dropped = frame[(frame["entity"] == "stool_sample") & (frame["outcome"] == "dropped")]
     dropped = dropped.assign(participant_id=dropped["id"].map(stool.set_index("sample_id")["participant_id"]))
-    _stop(feasibility.check_design(part, samples, participants, dropped,
-                                                 int(taxa.shape[0]), s))
+    _stop(feasibility.check_design(part, samples, participants, dropped, int(taxa.shape[0]), s))
     geno = variants = None
     if blood is not None:
         geno, variants, biomarkers = _blood(blood, genotypes, annotation, part.index, s, ledger)
