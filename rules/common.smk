@@ -8,9 +8,10 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
 from workflow_scripts.cohort import cohort_files
+from workflow_scripts.config_check import check_config
 from workflow_scripts.settings import path_problems, refuse_code_in_config
 
 REPO = Path(workflow.basedir)
@@ -44,14 +45,16 @@ if "inputs" not in config:
     config.clear()
     config.update(bundled)
 
-# --- Validation: the top-level schema, then one schema file per stage section -------------
+# --- Validation: every schema file in one pass (one readable line per problem, exit 1),
+# then each stage section's schema again to fill its defaults ----------------------------
 _unsafe = path_problems(config)
 if _unsafe:
-    raise WorkflowError("\n".join(_unsafe))
-validate(config, str(SCHEMAS / "config.schema.yaml"))
+    print("\n".join(_unsafe) + "\nNothing was run.", file=sys.stderr)
+    sys.exit(1)
+check_config(config, SCHEMAS / "config.schema.yaml")
 for _schema in sorted(SCHEMAS.glob("*.schema.yaml")):
     if _schema.name != "config.schema.yaml":
-        validate(config, str(_schema))
+        check_config(config, _schema)
 
 # Rules run `{PY} workflow_scripts.<stage>...`: the interpreter running Snakemake, or
 # the rule's conda env python under --sdm conda; PYTHONPATH finds the package even

@@ -20,7 +20,26 @@ def ledger_row(ledger, entity, id_):
     return rows.iloc[0]
 
 
+def add_households(mini, n):
+    """Append ``n`` more MS + HHC households (site SiteB) with stool and blood samples."""
+    rng = np.random.default_rng(11)
+    for h in range(10, 10 + n):
+        for status, sex in (("MS", "M"), ("HHC", "F")):
+            pid = f"P{h:02d}{status[0]}"
+            mini.participants.loc[len(mini.participants)] = {
+                "participant_id": pid, "household_id": f"H{h:02d}", "site": "SiteB", "status": status,
+                "sex": sex, "age": "45", "bmi": "25", "disease_course": "RRMS" if status == "MS" else "",
+                "dmt": "untreated" if status == "MS" else "", "edss": "3" if status == "MS" else ""}
+            mini.stool.loc[len(mini.stool)] = {"sample_id": f"S{pid}", "participant_id": pid,
+                                               "collection_date": "2020-02-01", "sequencing_batch": "run2"}
+            mini.blood.loc[len(mini.blood)] = {"sample_id": f"B{pid}", "participant_id": pid, "snfl": "9",
+                                               "gfap": "70"}
+            mini.counts[f"S{pid}"] = rng.integers(50, 400, size=len(mini.counts))
+            mini.dosages[f"B{pid}"] = rng.integers(0, 3, size=len(mini.dosages)).astype(float)
+
+
 def test_awkward_but_valid_cohort(mini):
+    add_households(mini, 1)  # six pairs are left after H01 drops out (feasibility.MIN_PAIRS)
     mini.counts["EXTRA"] = 500  # a table column with no manifest row
     mini.stool.loc[len(mini.stool)] = {"sample_id": "SP00M_b", "participant_id": "P00M"}  # no column
     mini.counts["SP01M"] = 0  # zero reads
@@ -45,7 +64,7 @@ def test_awkward_but_valid_cohort(mini):
     assert cohort.participants.loc["P02H", "n_blood_samples"] == 0
     assert cohort.participants["paired"].to_dict() == {
         **{p: True for p in cohort.participants.index if p != "P99M"}, "P99M": False}
-    assert cohort.info["n_households_paired"] == 5
+    assert cohort.info["n_households_paired"] == 6
 
 
 def test_cohort_without_blood_manifest(mini):

@@ -23,7 +23,8 @@ from ..io.genotypes import Genotypes, read_genotypes, read_variant_annotation
 from ..io.tables import read_table
 from ..io.taxonomy import aggregate, assign, read_taxonomy, unassigned_label
 from ..ledger import Ledger
-from .validate import check_manifest, check_participants
+from . import feasibility
+from .validate import NOTE_COLUMN, check_manifest, check_participants
 
 
 @dataclass
@@ -88,10 +89,17 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     Raises
     ------
     InputError
-        With every problem found in every input, before anything is computed.
+        With every problem found in every input, before anything is computed;
+        or, after the drops, with what makes the kept cohort impossible to
+        analyse (see :mod:`.feasibility`).
     """
     s = settings
     collect = _Collector()
+    if s.case_label == s.control_label:
+        collect.problems.add("config", f"case_label and control_label are both {s.case_label!r}",
+                             "give the two status labels different values (e.g. case_label: MS, "
+                             "control_label: HHC)", column="case_label")
+        collect.problems.raise_if_any()
     if s.genotypes and not s.blood_manifest:
         collect.problems.add("config", "inputs.genotypes is set but inputs.blood_manifest is not",
                              "give the blood manifest that maps genotype columns to participants")
@@ -100,14 +108,16 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     if participants is not None:
         found, participants = check_participants(participants, s.participants, s.case_label, s.control_label)
         collect.problems.extend(found)
+    # None = the participants could not be read: the manifests then summarise instead of
+    # reporting every sample's participant as unknown.
     known = set(participants["participant_id"].dropna()) if participants is not None and \
-        "participant_id" in participants.columns else set()
+        "participant_id" in participants.columns and len(participants) else None
 
     def manifest(path, kind):
         frame = collect.run(read_table, path)
         if frame is None:
             return None
-        found, frame = check_manifest(frame, path, known, kind)
+        found, frame = check_manifest(frame, path, known, kind, s.participants)
         collect.problems.extend(found)
         return frame
 
@@ -136,6 +146,8 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     ledger = Ledger()
     data, scale = values
     samples, kept_pids = _match_stool(stool, abundance, data, s, ledger)
+    _stop(feasibility.check_samples(
+        stool, pd.Series(data.sum(axis=0), index=abundance.sample_ids), ledger.frame(), s))
     participants = participants.set_index("participant_id", drop=False)
     _ledger_participants(participants, kept_pids, s.participants, ledger)
     part = _participant_table(participants.loc[kept_pids], s)
@@ -143,6 +155,10 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     table_lineages = lineages if lineages is not None else pd.Series(abundance.lineages, dtype=object)
     features, taxa, taxonomy = _feature_tables(abundance, data, samples.index, table_lineages, s, ledger,
                                                tree)
+    frame = ledger.frame()
+    dropped = frame[(frame["entity"] == "stool_sample") & (frame["outcome"] == "dropped")]
+    dropped = dropped.assign(participant_id=dropped["id"].map(stool.set_index("sample_id")["participant_id"]))
+    _stop(feasibility.check_design(part, samples, participants, dropped, int(taxa.shape[0]), s))
     geno = variants = None
     if blood is not None:
         geno, variants, biomarkers = _blood(blood, genotypes, annotation, part.index, s, ledger)
@@ -169,6 +185,11 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     }
     cohort = Cohort(part, samples, features, taxa, taxonomy, info, tree, geno, variants)
     return cohort, ledger.frame()
+
+
+def _stop(problems: list[Problem]) -> None:
+    if problems:
+        raise InputError(problems)
 
 
 _INPUT_KEYS = ("participants", "stool_manifest", "abundance", "blood_manifest", "taxonomy", "tree",
@@ -217,8 +238,11 @@ def _match_stool(stool, abundance, data, s: Settings, ledger: Ledger):
 
 def _ledger_participants(participants, kept_pids, path, ledger: Ledger) -> None:
     keep = set(kept_pids)
+    notes = participants[NOTE_COLUMN] if NOTE_COLUMN in participants.columns else {}
     for pid in participants.index:
-        if pid in keep:
+        if pid in keep and notes.get(pid):
+            ledger.kept("participant", [pid], path, "control_convention", notes[pid])
+        elif pid in keep:
             ledger.kept("participant", [pid], path)
         else:
             ledger.dropped("participant", [pid], path, "no_stool_sample",
@@ -227,7 +251,7 @@ def _ledger_participants(participants, kept_pids, path, ledger: Ledger) -> None:
 
 def _participant_table(part: pd.DataFrame, s: Settings) -> pd.DataFrame:
     """Participant rows in input order, with ``paired`` = household has a kept case and control."""
-    part = part.drop(columns=["participant_id", "_line"]).copy()
+    part = part.drop(columns=["participant_id", "_line", NOTE_COLUMN], errors="ignore").copy()
     part.index.name = "participant_id"
     statuses = part.dropna(subset=["household_id"]).groupby("household_id")["status"].agg(set)
     paired = statuses[statuses.map(lambda st: {s.case_label, s.control_label} <= st)].index

@@ -97,12 +97,30 @@ def read_abundance(path: str | Path, fmt: str = "auto") -> Abundance:
     reader = {"biom": read_biom, "qza": read_qza, "table": read_text_table,
               "metaphlan": read_metaphlan}[fmt]
     table = reader(path)
+    empty = _emptiness(table)
+    if empty:
+        raise InputError(empty)
     problems = check_ids(table.sample_ids, path, "sample_id", what="sample id")
     problems += check_ids(table.feature_ids, path, "feature_id", lines=table.feature_lines,
                           what="feature id")
     if problems:
         raise InputError(problems)
     return table
+
+
+def _emptiness(table: Abundance) -> list[Problem]:
+    """Problems for a table without sample columns or without feature rows."""
+    problems = []
+    if not table.sample_ids:
+        problems.append(Problem(table.path, "has no sample columns",
+                                "give one column per stool sample after the feature id column; if "
+                                "the samples are there, check the delimiter (.tsv: tabs, .csv: commas)"))
+    if not table.feature_ids:
+        what = "species rows (s__...)" if table.format == "metaphlan" else "feature rows"
+        problems.append(Problem(table.path, f"has no {what}, only a header",
+                                "give the complete table, one row per feature (the file may have been "
+                                "cut short when it was copied or exported)"))
+    return problems
 
 
 def _from_biom_table(table: biom.Table, path, fmt) -> Abundance:
@@ -253,9 +271,9 @@ def check_values(table: Abundance, kind: str) -> tuple[np.ndarray, str]:
 
     Notes
     -----
-    Relative abundances are proportions when every sample sums to at most 1,
-    percentages when every sample sums to at most 100 (with a 0.1% tolerance
-    for rounding); anything else is an error naming the samples.
+    Relative abundances are proportions or percentages as
+    :func:`relative_scale` decides for the whole table; a table that mixes the
+    two is an error naming the samples that do not fit.
     """
     data, path = table.data, table.path
     problems = Problems()
@@ -286,18 +304,71 @@ def check_values(table: Abundance, kind: str) -> tuple[np.ndarray, str]:
                    "set inputs.abundance_kind: relative")
         problems.raise_if_any()
         return data, "counts"
-    sums = data.sum(axis=0)
-    if sums.size == 0 or sums.max() <= 1.001:
-        return data, "proportions"
-    if sums.max() <= 100.1:
-        return data / 100.0, "percentages"
-    for j in np.nonzero(sums > 100.1)[0]:
-        problems.add(path, f"relative abundances of sample {table.sample_ids[j]!r} sum to "
-                     f"{sums[j]:.6g}, which is neither proportions (<= 1) nor percentages (<= 100)",
-                     "if the table holds read counts set inputs.abundance_kind: counts",
-                     item=table.sample_ids[j])
+    scale, offending = relative_scale(data.sum(axis=0), table.format)
+    if scale is not None:
+        return (data / 100.0 if scale == "percentages" else data), scale
+    for j, message in offending:
+        problems.add(path, f"relative abundances of sample {table.sample_ids[j]!r} {message}",
+                     "give every sample on one scale (proportions summing to at most 1, or "
+                     "percentages summing to at most 100); if the table holds read counts set "
+                     "inputs.abundance_kind: counts", item=table.sample_ids[j])
     problems.raise_if_any()
     raise AssertionError("unreachable")
 
 
-__all__ = ["Abundance", "FORMATS", "read_abundance", "check_values", "detect_format", "ID_PATTERN"]
+TOLERANCE = 1e-3  # relative rounding slack on a sample's total (0.1%)
+
+
+def relative_scale(sums: np.ndarray, fmt: str = "table") -> tuple[str | None, list[tuple[int, str]]]:
+    """Decide whether relative abundances are proportions or percentages, from sample totals.
+
+    Parameters
+    ----------
+    sums : ndarray
+        Total of each sample (column sums).
+    fmt : str
+        The table's format: a MetaPhlAn profile is percentages by definition.
+
+    Returns
+    -------
+    scale : {"proportions", "percentages"} or None
+        None when the table does not say unambiguously.
+    offending : list of (column index, message)
+        The samples that make it ambiguous, each with why.
+
+    Notes
+    -----
+    The scale is decided for the whole table, and only when every sample
+    agrees: proportions when every total is at most 1 (+0.1%), percentages when
+    every total is at most 100 (+0.1%) and no non-empty sample totals 1 or
+    less. A table that mixes both (say 40 samples summing to 1 and one summing
+    to 1.3) has no safe reading: dividing all by 100 would shrink every proper
+    profile a hundredfold, and keeping it would leave one sample above 1. The
+    samples on the minority side are named instead.
+    """
+    upper = {"proportions": 1.0 + TOLERANCE, "percentages": 100.0 * (1.0 + TOLERANCE)}
+    over_100 = np.nonzero(sums > upper["percentages"])[0]
+    offending = [(j, f"sum to {sums[j]:.6g}, more than 100, so they are neither proportions (<= 1) "
+                     "nor percentages (<= 100)") for j in over_100]
+    if offending:
+        return None, offending
+    if fmt == "metaphlan" or sums.size == 0:
+        return ("percentages" if fmt == "metaphlan" else "proportions"), []
+    small = (sums > 0) & (sums <= upper["proportions"])
+    large = sums > upper["proportions"]
+    if not large.any():
+        return "proportions", []
+    if not small.any():
+        return "percentages", []
+    n_small, n_large = int(small.sum()), int(large.sum())
+    if n_large <= n_small:
+        return None, [(j, f"sum to {sums[j]:.6g}, more than 1, while {n_small} other sample(s) sum to "
+                          "at most 1 as proportions do; the table mixes scales")
+                      for j in np.nonzero(large)[0]]
+    return None, [(j, f"sum to {sums[j]:.6g}, at most 1, while {n_large} other sample(s) sum to more "
+                      "than 1 as percentages do; the table mixes scales")
+                  for j in np.nonzero(small)[0]]
+
+
+__all__ = ["Abundance", "FORMATS", "read_abundance", "check_values", "relative_scale", "detect_format",
+           "ID_PATTERN"]

@@ -91,35 +91,91 @@ def read_raw(path: str | Path, hash_header: bool = False) -> RawTable:
     first = next((ln for ln in text.splitlines() if ln and not ln.startswith("#")), "")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_for(path, first))
     header: list[str] | None = None
+    header_line = 0
     rows, lines, problems = [], [], []
     line_end = 0
-    for fields in reader:
-        line_start, line_end = line_end + 1, reader.line_num
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if fields[0].startswith("#"):
-            if header is None and hash_header and fields[0].startswith(HASH_HEADERS):
-                header = [f.strip() for f in fields]
-                header[0] = header[0].lstrip("#").strip()
-            continue
-        fields = [f.strip() for f in fields]
-        if header is None:
-            header = fields
-            continue
-        if len(fields) != len(header):
-            problems.append(Problem(
-                str(path), f"has {len(fields)} fields but the header has {len(header)}",
-                "the file may be truncated, or a value contains the delimiter: quote it or remove it",
-                line=line_start))
-            continue
-        rows.append(fields)
-        lines.append(line_start)
+    try:
+        for fields in reader:
+            line_start, line_end = line_end + 1, reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if fields[0].startswith("#"):
+                if header is None and hash_header and fields[0].startswith(HASH_HEADERS):
+                    header, header_line = [f.strip() for f in fields], line_start
+                    header[0] = header[0].lstrip("#").strip()
+                continue
+            fields = [f.strip() for f in fields]
+            if header is None:
+                header, header_line = fields, line_start
+                continue
+            fields = _fit(fields, header)
+            if len(fields) != len(header) and line_end > line_start:
+                problems.append(Problem(
+                    str(path), f"a quoted value starts on this line and runs to line {line_end}",
+                    'a value that starts with a quote (") must end with one: close or remove the quote',
+                    line=line_start))
+                continue
+            if len(fields) != len(header):
+                problems.append(Problem(
+                    str(path), f"has {len(fields)} fields but the header has {len(header)}",
+                    "the file may be truncated, or a value contains the delimiter: quote it or remove it",
+                    line=line_start))
+                continue
+            rows.append(fields)
+            lines.append(line_start)
+    except csv.Error as err:  # an unbalanced quote or a NUL byte
+        raise InputError([Problem(str(path), f"cannot be parsed as a delimited table ({err})",
+                                  "check the quotes on this line: a value that starts with a quote "
+                                  "must end with one", line=reader.line_num)]) from err
     if header is None:
         raise InputError([Problem(str(path), "is empty (no header row)",
                                   "give a table with a header row and one row per record")])
+    header, rows, header_problems = _check_header(header, rows, path, header_line)
+    problems = header_problems + problems
     if problems:
         raise InputError(problems)
     return RawTable(str(path), header, rows, lines)
+
+
+def _fit(fields: list[str], header: list[str]) -> list[str]:
+    """Forgive a spreadsheet's trailing delimiters: extra empty fields at the end of a row,
+    or a row that stops before header columns that have no name."""
+    if len(fields) > len(header) and not any(fields[len(header):]):
+        return fields[:len(header)]
+    if len(fields) < len(header) and not any(header[len(fields):]):
+        return fields + [""] * (len(header) - len(fields))
+    return fields
+
+
+def _check_header(header, rows, path, line):
+    """Drop unnamed empty columns (a spreadsheet's trailing tabs); problems for other bad names.
+
+    A column without a name that holds values, a duplicated name, or a name the
+    reader reserves (``_line``) would make every later lookup by name ambiguous,
+    so each is a problem naming the header line and the column positions.
+    """
+    unnamed_empty = [j for j, name in enumerate(header)
+                     if name == "" and all(row[j] == "" for row in rows)]
+    if unnamed_empty:
+        keep = [j for j in range(len(header)) if j not in set(unnamed_empty)]
+        header = [header[j] for j in keep]
+        rows = [[row[j] for j in keep] for row in rows]
+    problems, seen = [], {}
+    for j, name in enumerate(header, start=1):
+        if name == "":
+            problems.append(Problem(str(path), f"header column {j} has no name but holds values",
+                                    "give the column a name in the header row, or delete it",
+                                    line=line))
+        elif name in seen:
+            problems.append(Problem(str(path), f"column name {name!r} appears twice in the header "
+                                    f"(columns {seen[name]} and {j})",
+                                    "rename or delete one of the two columns so every column name is "
+                                    "unique", line=line, column=name))
+        elif name == "_line":
+            problems.append(Problem(str(path), "column name '_line' is reserved by the workflow",
+                                    "rename the column", line=line, column=name))
+        seen.setdefault(name, j)
+    return header, rows, problems
 
 
 def to_frame(raw: RawTable) -> pd.DataFrame:
