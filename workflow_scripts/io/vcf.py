@@ -10,6 +10,7 @@ decoded (htslib then skips the FORMAT fields).
 
 from __future__ import annotations
 
+import gzip
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,7 +74,8 @@ class VcfSource(GenotypeSource):
                 warnings.simplefilter("ignore")
                 return cyvcf2.VCF(self.path, gts012=True, lazy=True, threads=self.threads,
                                   samples=[] if sites_only else None)
-        except (OSError, IOError, Exception) as err:  # htslib reports any failure as a bare exception
+        except Exception as err:  # noqa: BLE001 - htslib reports any failure as a bare exception
+            _raise_header_problems(self.path)
             raise InputError([Problem(self.path, f"cannot be read as VCF/BCF ({err})",
                                       "give a VCF 4.x or BCF file (plain or bgzipped); check that it is "
                                       "complete (bcftools view -h)")]) from err
@@ -225,9 +227,30 @@ class VcfSource(GenotypeSource):
             yield self._chunk(batch)
 
 
-def _is_bcf(path: Path) -> bool:
-    import gzip
+def _raise_header_problems(path: str) -> None:
+    """Say what is wrong with the ``#CHROM`` line of a text VCF that htslib refused (e.g. duplicate samples)."""
+    from .genotypes import VCF_FIXED
 
+    try:
+        with open(path, "rb") as fh:
+            compressed = fh.read(2) == b"\x1f\x8b"
+        opener = gzip.open if compressed else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if line.startswith("##"):
+                    continue
+                fields = line.rstrip("\r\n").split("\t")
+                if fields[:len(VCF_FIXED)] != VCF_FIXED:
+                    raise InputError([Problem(path, "the header line does not start with the 9 fixed VCF columns",
+                                              "give a VCF 4.x file with a '#CHROM POS ID REF ALT QUAL FILTER "
+                                              "INFO FORMAT <samples>' header", line=lineno)])
+                check_samples(path, fields[len(VCF_FIXED):])
+                return
+    except (OSError, EOFError):
+        return
+
+
+def _is_bcf(path: Path) -> bool:
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head[:2] == b"\x1f\x8b":
