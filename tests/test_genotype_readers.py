@@ -279,3 +279,15 @@ def test_plink_fileset_mismatch_is_reported(files, tmp_path):
     (tmp_path / "g.bim").unlink()
     with pytest.raises(InputError, match=r"g\.bim.*does not exist"):
         open_genotypes(tmp_path / "g.bed")
+
+
+def test_bgen_dosage_of_phased_haploid_and_missing_calls():
+    from workflow_scripts.io.bgen import dosage_from_probabilities
+
+    nan = np.nan
+    unphased = np.array([[0.1, 0.3, 0.6], [0.2, 0.8, nan], [nan, nan, nan]])   # diploid, haploid, missing
+    got = dosage_from_probabilities(unphased, False, np.array([2, 1, 2]), np.array([False, False, True]))
+    np.testing.assert_allclose(got, [0.3 + 1.2, 0.8, nan], rtol=1e-6)
+    phased = np.array([[0.9, 0.1, 0.4, 0.6], [0.3, 0.7, nan, nan]])             # diploid, haploid
+    got = dosage_from_probabilities(phased, True, np.array([2, 1]), np.array([False, False]))
+    np.testing.assert_allclose(got, [0.1 + 0.6, 0.7], rtol=1e-6)

@@ -183,16 +183,7 @@ class BgenSource(GenotypeSource):
         except RuntimeError as err:
             raise InputError([Problem(self.path, f"genotypes cannot be read ({err})",
                                       "the file looks truncated or corrupt: copy it again", item=vid)]) from err
-        prob = np.nan_to_num(gt.probability, nan=0.0)
-        ploidy = gt.ploidy.astype(np.int64)
-        cols = np.arange(prob.shape[1])
-        if gt.phased:   # per haplotype h: P(first allele), P(second allele)
-            weight = ((cols % 2 == 1)[None, :] & (cols // 2 < ploidy[:, None])).astype(float)
-        else:           # unphased biallelic: column k = k copies of the second allele
-            weight = np.where(cols[None, :] <= ploidy[:, None], cols[None, :], 0).astype(float)
-        dosage = (prob * weight).sum(axis=1).astype(np.float32)
-        dosage[gt.missing] = np.nan
-        return dosage
+        return dosage_from_probabilities(gt.probability, gt.phased, gt.ploidy, gt.missing)
 
     def _read_indices(self, indices: np.ndarray) -> Chunk:
         indices = np.asarray(indices, dtype=np.int64)
@@ -233,6 +224,31 @@ class BgenSource(GenotypeSource):
                 batch = []
         if batch:
             yield self._chunk(batch)
+
+
+def dosage_from_probabilities(prob: np.ndarray, phased: bool, ploidy: np.ndarray,
+                              missing: np.ndarray) -> np.ndarray:
+    """Expected count of the second allele of a biallelic variant, per sample (float32, NaN missing).
+
+    ``prob`` is cbgen's (samples x columns) array: for unphased calls column
+    ``k`` is the probability of ``k`` copies of the second allele (columns past
+    a sample's ploidy are padding); for phased calls columns ``2h`` and
+    ``2h + 1`` are haplotype ``h``'s probabilities of the first and second
+    allele.
+    """
+    if not phased and prob.shape[1] == 3 and (ploidy == 2).all():
+        # the usual case, unphased diploid: P(het) + 2 P(hom second); missing samples are NaN already
+        dosage = (prob[:, 1] + 2 * prob[:, 2]).astype(np.float32)
+    else:
+        cols = np.arange(prob.shape[1])
+        ploidy = np.asarray(ploidy, dtype=np.int64)
+        if phased:
+            weight = ((cols % 2 == 1)[None, :] & (cols // 2 < ploidy[:, None])).astype(float)
+        else:
+            weight = np.where(cols[None, :] <= ploidy[:, None], cols[None, :], 0).astype(float)
+        dosage = (np.nan_to_num(prob, nan=0.0) * weight).sum(axis=1).astype(np.float32)
+    dosage[np.asarray(missing, dtype=bool)] = np.nan
+    return dosage
 
 
 # ---------------------------------------------------------------------- writer
@@ -325,4 +341,4 @@ def write_bgen(path, variants: pd.DataFrame, dosages: np.ndarray, samples, bits:
     return out
 
 
-__all__ = ["BgenSource", "read_sample_file", "sample_file_for", "write_bgen"]
+__all__ = ["BgenSource", "dosage_from_probabilities", "read_sample_file", "sample_file_for", "write_bgen"]
