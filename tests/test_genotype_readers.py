@@ -291,3 +291,28 @@ def test_bgen_dosage_of_phased_haploid_and_missing_calls():
     phased = np.array([[0.9, 0.1, 0.4, 0.6], [0.3, 0.7, nan, nan]])             # diploid, haploid
     got = dosage_from_probabilities(phased, True, np.array([2, 1]), np.array([False, False]))
     np.testing.assert_allclose(got, [0.1 + 0.6, 0.7], rtol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["vcf", "vcf.gz", "bcf", "gzip"])
+def test_build_index_into_another_directory(files, tmp_path, fmt):
+    """Unindexed inputs (even plain or plain-gzip VCF) get an index in a writable directory."""
+    from workflow_scripts.io.vcf import build_index
+
+    source_file = files["vcf" if fmt == "gzip" else fmt]["genotypes"]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    if fmt == "gzip":       # gzip, not BGZF: htslib cannot index it as it is
+        path = inputs / "g.vcf.gz"
+        path.write_bytes(gzip.compress(source_file.read_bytes(), mtime=0))
+    else:
+        path = inputs / source_file.name
+        shutil.copy(source_file, path)
+    vcf, index = build_index(path, tmp_path / "work")
+    assert sorted(p.name for p in inputs.iterdir()) == [path.name]          # the input directory untouched
+    assert index.parent == tmp_path / "work"
+    with open_genotypes(vcf, index=index) as indexed, open_genotypes(path) as plain:
+        assert indexed.indexed
+        a, b = indexed.read("6", 1, 40_000_000), plain.read("6", 1, 40_000_000)
+        assert len(a[0]) > 0 and (a[0]["index"] == -1).all()
+        assert a[0]["variant_id"].tolist() == b[0]["variant_id"].tolist()
+        np.testing.assert_array_equal(a[1], b[1])

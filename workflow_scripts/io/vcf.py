@@ -44,9 +44,13 @@ class VcfSource(GenotypeSource):
     path : str or path-like
     threads : int
         htslib decompression threads (bgzipped VCF and BCF).
+    index : str or path-like, optional
+        A tabix/CSI index kept elsewhere (e.g. one :func:`build_index` wrote
+        into the output directory); default: ``<file>.csi`` or ``<file>.tbi``
+        beside the file, when there.
     """
 
-    def __init__(self, path, threads: int = 1):
+    def __init__(self, path, threads: int = 1, index=None):
         super().__init__(path)
         p = Path(path)
         if not p.is_file():
@@ -62,7 +66,9 @@ class VcfSource(GenotypeSource):
         self.has_gt = ("FORMAT", "GT") in header
         self.dosage_field = "DS" if self.has_ds else "GT"
         self.quality_field = next((f for f in QUALITY_FIELDS if ("INFO", f) in header), "")
-        self.index_file = _index_file(p) if _is_compressed(p) else None
+        self.index_file = Path(index) if index is not None else _index_file(p) if _is_compressed(p) else None
+        if self.index_file is not None and not self.index_file.is_file():
+            raise missing_file(self.index_file, "VCF index", "give an existing .tbi/.csi or none")
 
     @property
     def indexed(self) -> bool:
@@ -179,6 +185,8 @@ class VcfSource(GenotypeSource):
             region = str(chrom) if start is None and end is None else \
                 f"{chrom}:{max(int(start or 1), 1)}-{int(end) if end is not None else ''}".rstrip("-")
             vcf = self._open()
+            if self.index_file != _index_file(Path(self.path)):     # an index kept elsewhere
+                vcf.set_index(str(self.index_file))
             try:
                 return self._collect(((-1, rec) for rec in self._walk(vcf, region)), keep)
             finally:
@@ -227,6 +235,57 @@ class VcfSource(GenotypeSource):
             yield self._chunk(batch)
 
 
+def build_index(path, out_dir) -> tuple[Path, Path]:
+    """A region-readable copy of a VCF: ``(vcf, index)`` with the index (and, if needed, the VCF) in ``out_dir``.
+
+    A BGZF-compressed VCF or a BCF is indexed in place of reading (the
+    index goes to ``out_dir``; the input directory may be read-only); a plain
+    or plain-gzip VCF is first recompressed to BGZF in ``out_dir``.  Costs one
+    pass over the file (htslib, through pysam); then every region read seeks.
+    """
+    import pysam
+
+    src = Path(path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bcf = _is_bcf(src)
+    if not bcf and not _is_bgzf(src):
+        target = out / (src.name.removesuffix(".gz").removesuffix(".bgz") + ".gz")
+        pysam.tabix_compress(str(src), str(target), force=True) if not _is_compressed(src) else \
+            _recompress(src, target)
+        src = target
+    index = out / (src.name + (".csi" if bcf else ".tbi"))
+    quiet = pysam.set_verbosity(0)
+    try:
+        pysam.tabix_index(str(src), preset="bcf" if bcf else "vcf", force=True, keep_original=True, csi=bcf,
+                          index=str(index))
+    except (OSError, ValueError) as err:
+        raise InputError([Problem(str(path), f"cannot be indexed ({err})",
+                                  "sort it by chromosome and position (bcftools sort)")]) from err
+    finally:
+        pysam.set_verbosity(quiet)
+    return src, index
+
+
+def _is_bgzf(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    return head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
+def _recompress(src: Path, target: Path) -> None:
+    import pysam
+
+    plain = target.with_name(target.name + ".txt")
+    try:
+        with gzip.open(src, "rb") as fin, open(plain, "wb") as fout:
+            while block := fin.read(1 << 24):
+                fout.write(block)
+        pysam.tabix_compress(str(plain), str(target), force=True)
+    finally:
+        plain.unlink(missing_ok=True)
+
+
 def _raise_header_problems(path: str) -> None:
     """Say what is wrong with the ``#CHROM`` line of a text VCF that htslib refused (e.g. duplicate samples)."""
     from .genotypes import VCF_FIXED
@@ -262,4 +321,4 @@ def _is_bcf(path: Path) -> bool:
     return head[:3] == b"BCF"
 
 
-__all__ = ["VcfSource"]
+__all__ = ["VcfSource", "build_index"]
