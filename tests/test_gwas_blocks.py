@@ -198,3 +198,51 @@ def test_hurdle_table(small_case):
     assert len(table) == 12 * 5 and table["variant_id"].iloc[5] == "v1" and table["feature"].iloc[5] == "a"
     assert table.loc[table["feature"] == "e", "p_presence"].isna().all()          # 97 % prevalent
     assert table.loc[table["feature"] != "e", "p_presence"].notna().all()
+
+
+# ----------------------------------------------------------------------------- the pieces together
+
+
+def test_chunked_scan_from_a_genotype_file_to_q_values(tmp_path):
+    """Plan chunks, read each region, test, write Parquet per chunk, then BH and lambda over the files."""
+    from statsmodels.stats.multitest import multipletests
+
+    from workflow_scripts.io.genotype_source import open_genotypes
+    from workflow_scripts.io.sumstats import iter_sumstats
+    from workflow_scripts.synthetic import generate, write
+    from workflow_scripts.gwas.fdr import bh_over_chunks
+
+    cohort = generate(n_households=30, n_species=12, n_variants=90, seed=4)
+    path = write(cohort, tmp_path / "c", abundance_format="tsv", genotype_format="bgen")["genotypes"]
+    rng = np.random.default_rng(0)
+    with open_genotypes(path) as source:
+        n = len(source.samples)
+        abundance = np.where(rng.random((n, 3)) < 0.8, np.exp(rng.normal(size=(n, 3))), 0.0)
+        abundance[:, 0] += 0.5
+        with np.errstate(divide="ignore"):      # log(0) where absent: never used
+            values = np.log(abundance / abundance.sum(axis=1, keepdims=True))
+        table = source.variant_table()
+        plan = plan_chunks(table[~table["multiallelic"]], 20)
+        files = []
+        for chunk in plan.itertuples():
+            variants, G = source.read(chunk.chrom, chunk.start, chunk.end)
+            res = carrier_abundance_test(G, values, abundance > 0, min_carriers=5)
+            frame = pd.DataFrame({
+                "variant_id": np.repeat(variants["variant_id"].to_numpy(), 3),
+                "chrom": np.repeat(variants["chrom"].to_numpy(), 3), "pos": np.repeat(variants["pos"].to_numpy(), 3),
+                "feature": np.tile(["a", "b", "c"], len(variants)), "n": np.tile(res["n"], len(variants)),
+                "beta_genotype": res["beta"].ravel(), "p_genotype": res["p"].ravel(), "q_genotype": np.nan,
+                "beta_interaction": np.nan, "p_interaction": np.nan, "q_interaction": np.nan})
+            files.append(write_sumstats(tmp_path / "sumstats" / f"chunk_{chunk.chunk}.parquet", frame))
+    assert plan["n_variants"].sum() == len(table)
+    whole = pd.concat(iter_sumstats(files))
+    assert whole["variant_id"].tolist() == np.repeat(table["variant_id"].to_numpy(), 3).tolist()
+    step = bh_over_chunks(lambda: (f["p_genotype"].to_numpy() for f in iter_sumstats(files, ["p_genotype"])))
+    np.testing.assert_array_equal(step(whole["p_genotype"]), multipletests(whole["p_genotype"], method="fdr_bh")[1])
+    codes = {"a": 0, "b": 1, "c": 2}
+    lam = grouped_lambda_gc(lambda: ((f["feature"].map(codes).to_numpy(), f["p_genotype"].to_numpy())
+                                     for f in iter_sumstats(files, ["feature", "p_genotype"])), 3)
+    np.testing.assert_allclose(lam, [lambda_gc(whole.loc[whole["feature"] == k, "p_genotype"]) for k in "abc"],
+                               rtol=1e-13)
+    leads = clump(whole.rename(columns={"p_genotype": "p"}), p_threshold=0.05, window=1_000_000)
+    assert leads["n_in_clump"].sum() == (whole["p_genotype"] < 0.05).sum()
