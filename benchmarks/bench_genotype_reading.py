@@ -47,6 +47,8 @@ sys.path.insert(0, str(REPO))
 
 FORMATS = ("vcf", "bcf", "plink", "bgen")
 FILES = {"vcf": "g.vcf.gz", "bcf": "g.bcf", "plink": "g.bed", "bgen": "g.bgen"}
+COMPANIONS = {"vcf": {"g.vcf.gz", "g.vcf.gz.tbi"}, "bcf": {"g.bcf", "g.bcf.csi"},
+              "plink": {"g.bed", "g.bim", "g.fam"}, "bgen": {"g.bgen", "g.sample"}}
 
 
 def parse_args(argv=None):
@@ -122,9 +124,8 @@ def generate(workdir: Path, n_variants: int, n_samples: int, seed: int) -> dict:
     write_bgen(workdir / FILES["bgen"], variants, dosages, samples, bits=8)
     timings["bgen"] = time.perf_counter() - t
     return {"write_s": {k: round(v, 1) for k, v in timings.items()},
-            "sizes_mb": {k: round(sum(f.stat().st_size for f in workdir.glob(FILES[k].split(".")[0] + ".*")
-                                      if f.suffix != ".sample" or k == "bgen") / 2 ** 20, 1)
-                         for k in FILES}}
+            "sizes_mb": {k: round(sum(f.stat().st_size for f in workdir.iterdir() if f.name in COMPANIONS[k])
+                                      / 2 ** 20, 1) for k in FILES}}
 
 
 # ----------------------------------------------------------------------------- one measurement per process
