@@ -316,6 +316,8 @@ def write_bgen(path, variants: pd.DataFrame, dosages: np.ndarray, samples, bits:
     def text(value) -> bytes:
         return str(value).encode()
 
+    columns = {c: variants[c].astype(str).tolist() for c in ("variant_id", "chrom", "ref", "alt")}
+    positions = variants["pos"].astype(np.int64).tolist()
     with open(out, "wb") as fh:
         fh.write(struct.pack("<I", len(header) + len(sample_block)) + header + sample_block)
         step = max(1, 2_000_000 // max(n, 1))
@@ -324,9 +326,10 @@ def write_bgen(path, variants: pd.DataFrame, dosages: np.ndarray, samples, bits:
             stored = _probabilities(part, bits).astype(dtype)
             missing = np.isnan(part)
             for i in range(part.shape[0]):
-                row = variants.iloc[lo + i]
-                chrom, pos, ref, alt = text(row["chrom"]), int(row["pos"]), text(row["ref"]), text(row["alt"])
-                rsid = text(row["variant_id"])
+                j = lo + i
+                chrom, pos, ref, alt = (text(columns["chrom"][j]), positions[j], text(columns["ref"][j]),
+                                        text(columns["alt"][j]))
+                rsid = text(columns["variant_id"][j])
                 varid = b":".join([chrom, text(pos), ref, alt])
                 ploidy = np.where(missing[i], 0x82, 0x02).astype(np.uint8).tobytes()
                 raw = block_head + ploidy + struct.pack("<BB", 0, bits) + stored[i].tobytes()
