@@ -302,17 +302,11 @@ class DosageTableSource(GenotypeSource):
         for index, _, line in self._rows(first):
             yield (index, line.split("\t", 1)[0].strip(), "", 0, "", "", False, np.nan, "")
 
-    def _read_indices(self, indices: np.ndarray) -> Chunk:
-        wanted = set(indices.tolist())
-        stop = int(indices.max()) + 1 if indices.size else 0
-        records, rows = [], []
+    def _parse(self, rows) -> Iterator[tuple[tuple, np.ndarray]]:
+        """(record, dosage row) of ``(index, line number, line)`` rows; problems raised at the end."""
         problems = Problems()
         n = len(self.samples)
-        for index, lineno, line in self._rows(int(indices.min()) if indices.size else 0):
-            if index >= stop:
-                break
-            if index not in wanted:
-                continue
+        for index, lineno, line in rows:
             fields = [f.strip() for f in line.split("\t")]
             if len(fields) != n + 1:
                 problems.add(self.path, f"has {len(fields)} fields but the header has {n + 1}",
@@ -327,15 +321,41 @@ class DosageTableSource(GenotypeSource):
                 except ValueError:
                     problems.add(self.path, f"dosage {value!r} is not a number", "give a dosage 0-2 or NA",
                                  line=lineno, item=fields[0], column=self.samples[j])
-            records.append((index, fields[0], "", 0, "", "", False, np.nan, ""))
-            rows.append(row)
             if len(problems.items) > MAX_REPORTED:
                 break
+            if not problems:
+                yield (index, fields[0], "", 0, "", "", False, np.nan, ""), row
         problems.raise_if_any()
-        variants = _frame(records)
-        dosages = np.vstack(rows) if rows else np.zeros((0, n), dtype=np.float32)
+
+    def _chunk(self, parsed: list) -> Chunk:
+        variants = _frame([r[0] for r in parsed])
+        dosages = np.vstack([r[1] for r in parsed]) if parsed else np.zeros((0, len(self.samples)), np.float32)
         check_dosages(self.path, variants, dosages, self.samples)
         return variants, dosages
+
+    def _read_indices(self, indices: np.ndarray) -> Chunk:
+        wanted = set(indices.tolist())
+        stop = int(indices.max()) + 1 if indices.size else 0
+
+        def rows():
+            for index, lineno, line in self._rows(int(indices.min()) if indices.size else 0):
+                if index >= stop:
+                    return
+                if index in wanted:
+                    yield index, lineno, line
+
+        return self._chunk(list(self._parse(rows())))
+
+    def blocks(self, size: int = 10_000) -> Iterator[Chunk]:
+        """The whole table in one streaming pass, ``size`` variants at a time."""
+        batch = []
+        for item in self._parse(self._rows()):
+            batch.append(item)
+            if len(batch) == size:
+                yield self._chunk(batch)
+                batch = []
+        if batch:
+            yield self._chunk(batch)
 
 
 # ---------------------------------------------------------------------- opening
