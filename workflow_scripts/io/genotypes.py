@@ -173,9 +173,34 @@ def _checked(geno: Genotypes) -> Genotypes:
 
 
 def read_genotypes(path) -> Genotypes:
-    """VCF (``.vcf``, ``.vcf.gz``, ``.vcf.bgz``) or dosage TSV, by suffix."""
+    """The whole genotype file in memory, by suffix: VCF (``.vcf``, ``.vcf.gz``, ``.vcf.bgz``), BCF,
+    PLINK 1 (``.bed``/``.bim``/``.fam``), BGEN (``.bgen``) or dosage TSV.
+
+    BCF, PLINK and BGEN go through the streaming readers of
+    :mod:`workflow_scripts.io.genotype_source`; for files too large to hold,
+    use :func:`~workflow_scripts.io.genotype_source.open_genotypes` directly.
+    """
     name = str(path).lower()
+    if name.endswith((".bcf", ".bed", ".bim", ".fam", ".bgen")):
+        return _read_whole(path)
     return read_vcf(path) if ".vcf" in name else read_dosage_table(path)
+
+
+def _read_whole(path) -> Genotypes:
+    from .genotype_source import open_genotypes
+
+    with open_genotypes(path) as source:
+        table = source.variant_table()
+        variants, dosages = source.read()
+        fmt, field, samples = source.format, source.dosage_field, list(source.samples)
+    multi = table[table["multiallelic"]]
+    dropped = [(vid, "multiallelic", f"ALT {alt}: split with bcftools norm -m- to analyse")
+               for vid, alt in zip(multi["variant_id"], multi["alt"])]
+    frame = variants[["variant_id", "chrom", "pos", "ref", "alt"]].copy()
+    frame["pos"] = frame["pos"].astype(str)
+    frame["_line"] = None
+    source = field if fmt in ("vcf", "bcf") else {"plink": "PLINK", "bgen": "BGEN"}[fmt]
+    return _checked(Genotypes(str(path), dosages.astype(float), frame, samples, source, dropped))
 
 
 def read_variant_annotation(path) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .model import generate
-from .writers import ABUNDANCE_FORMATS, GENOTYPE_FORMATS, write
+from .writers import ABUNDANCE_FORMATS, ALL_GENOTYPE_FORMATS, write
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--effect-size", type=float, default=1.0,
                    help="natural-log disease effect of planted species (default 1.0)")
     p.add_argument("--abundance-format", choices=ABUNDANCE_FORMATS, default="biom")
-    p.add_argument("--genotype-format", choices=GENOTYPE_FORMATS, default="vcf.gz")
+    p.add_argument("--genotype-format", choices=ALL_GENOTYPE_FORMATS, default="vcf.gz",
+                   help="vcf, vcf.gz, dosage (TSV), bcf (with CSI index), plink (.bed/.bim/.fam of the hard "
+                        "calls) or bgen (with .sample); default vcf.gz")
+    p.add_argument("--genotype-index", action="store_true", help="with vcf.gz: also write the tabix index")
     p.add_argument("--null", action="store_true", help="no disease, DMT or genotype effects (calibration)")
     p.add_argument("--edge-cases", action="store_true", help="plant the exclusions listed in truth_ledger.tsv")
     return p
@@ -35,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success)."""
     args = _parser().parse_args(argv)
+    if args.genotype_index and args.genotype_format != "vcf.gz":
+        _parser().error("--genotype-index applies to --genotype-format vcf.gz (bcf always gets its CSI index)")
     try:
         cohort = generate(
             n_households=args.households, n_unpaired=args.unpaired, n_sites=args.sites,
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         _parser().error(str(err))
     paths = write(cohort, args.outdir, abundance_format=args.abundance_format,
-                  genotype_format=args.genotype_format)
+                  genotype_format=args.genotype_format, genotype_index=args.genotype_index)
     for name, path in sorted(paths.items()):
         print(f"{name}\t{path}")
     return 0

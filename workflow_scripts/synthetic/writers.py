@@ -27,6 +27,9 @@ from .model import Cohort
 
 ABUNDANCE_FORMATS = ("biom", "biom-json", "tsv", "csv", "qza", "metaphlan")
 GENOTYPE_FORMATS = ("vcf", "vcf.gz", "dosage")
+#: Written through field libraries (pysam, bed-reader) or :func:`~workflow_scripts.io.bgen.write_bgen`.
+BINARY_GENOTYPE_FORMATS = ("bcf", "plink", "bgen")
+ALL_GENOTYPE_FORMATS = GENOTYPE_FORMATS + BINARY_GENOTYPE_FORMATS
 ABUNDANCE_FILES = {
     "biom": "abundance.biom",
     "biom-json": "abundance.json.biom",
@@ -35,7 +38,10 @@ ABUNDANCE_FILES = {
     "qza": "abundance.qza",
     "metaphlan": "abundance.metaphlan.tsv",
 }
-GENOTYPE_FILES = {"vcf": "genotypes.vcf", "vcf.gz": "genotypes.vcf.gz", "dosage": "genotypes.dosage.tsv"}
+GENOTYPE_FILES = {"vcf": "genotypes.vcf", "vcf.gz": "genotypes.vcf.gz", "dosage": "genotypes.dosage.tsv",
+                  "bcf": "genotypes.bcf", "plink": "genotypes.bed", "bgen": "genotypes.bgen"}
+#: Bits per stored probability in the synthetic BGEN: dosages read back within 2e-10.
+BGEN_BITS = 32
 GENERATED_BY = "imsms-synthetic"
 CREATION_DATE = datetime.datetime(2000, 1, 1)
 ZIP_TIME = (2000, 1, 1, 0, 0, 0)
@@ -45,7 +51,8 @@ BGZF_BLOCK = 0xFF00
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
 
-def write(cohort: Cohort, outdir, abundance_format: str = "biom", genotype_format: str = "vcf.gz") -> dict[str, Path]:
+def write(cohort: Cohort, outdir, abundance_format: str = "biom", genotype_format: str = "vcf.gz",
+          genotype_index: bool = False) -> dict[str, Path]:
     """Write every input file and the truth tables of ``cohort`` into ``outdir``.
 
     Parameters
@@ -57,20 +64,29 @@ def write(cohort: Cohort, outdir, abundance_format: str = "biom", genotype_forma
     abundance_format : {"biom", "biom-json", "tsv", "csv", "qza", "metaphlan"}
         BIOM 2.1 HDF5, BIOM 1.0 JSON, delimited tables, a QIIME 2
         ``FeatureTable[Frequency]`` artifact, or a MetaPhlAn merged profile (percent).
-    genotype_format : {"vcf", "vcf.gz", "dosage"}
-        VCF 4.2 (plain or BGZF-compressed) with ``GT:DS``, or a dosage TSV.
+    genotype_format : {"vcf", "vcf.gz", "dosage", "bcf", "plink", "bgen"}
+        VCF 4.2 (plain or BGZF-compressed) with ``GT:DS``, a dosage TSV, BCF
+        with ``GT:DS`` and a CSI index, a PLINK 1 fileset of the hard calls
+        (A1 = alternate allele), or BGEN 1.2 (32-bit probabilities of the DS
+        dosages) with its ``.sample`` file.
+    genotype_index : bool
+        With ``vcf.gz``: also write the tabix index ``genotypes.vcf.gz.tbi``.
 
     Returns
     -------
     dict of str to pathlib.Path
         Keys ``participants``, ``stool_manifest``, ``blood_manifest``, ``abundance``,
         ``taxonomy``, ``tree``, ``genotypes``, ``variants``, ``truth_species``,
-        ``truth_associations``, ``truth`` and, with edge cases, ``truth_ledger``.
+        ``truth_associations``, ``truth`` and, with edge cases, ``truth_ledger``;
+        the genotype format's companion files as ``genotypes_index`` (``.tbi``/``.csi``),
+        ``genotypes_bim`` and ``genotypes_fam`` (PLINK), ``genotypes_sample`` (BGEN).
     """
     if abundance_format not in ABUNDANCE_FORMATS:
         raise ValueError(f"abundance_format {abundance_format!r}: use one of {', '.join(ABUNDANCE_FORMATS)}")
-    if genotype_format not in GENOTYPE_FORMATS:
-        raise ValueError(f"genotype_format {genotype_format!r}: use one of {', '.join(GENOTYPE_FORMATS)}")
+    if genotype_format not in ALL_GENOTYPE_FORMATS:
+        raise ValueError(f"genotype_format {genotype_format!r}: use one of {', '.join(ALL_GENOTYPE_FORMATS)}")
+    if genotype_index and genotype_format != "vcf.gz":
+        raise ValueError("genotype_index applies to genotype_format 'vcf.gz' (BCF always gets its CSI index)")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.tsv" for name in ("participants", "stool_manifest", "blood_manifest", "taxonomy",
@@ -96,6 +112,7 @@ def write(cohort: Cohort, outdir, abundance_format: str = "biom", genotype_forma
     paths["tree"].write_text(cohort.tree + "\n", encoding="utf-8")
     paths["genotypes"] = out / GENOTYPE_FILES[genotype_format]
     _GENOTYPE_WRITERS[genotype_format](cohort, paths["genotypes"])
+    paths.update(_companions(paths["genotypes"], genotype_format, genotype_index))
     paths["truth"] = out / "truth.json"
     paths["truth"].write_text(_truth_json(cohort, abundance_format, genotype_format, paths), encoding="utf-8")
     return paths
@@ -296,7 +313,84 @@ def _write_dosage(cohort: Cohort, path: Path) -> None:
     path.write_text(header + body, encoding="utf-8")
 
 
-_GENOTYPE_WRITERS = {"vcf": _write_vcf, "vcf.gz": _write_vcf_gz, "dosage": _write_dosage}
+def index_vcf(path: Path) -> Path:
+    """Write the tabix index of a bgzipped VCF (``.tbi``) or the CSI index of a BCF (``.csi``)."""
+    import pysam
+
+    bcf = str(path).endswith(".bcf")
+    pysam.tabix_index(str(path), preset="bcf" if bcf else "vcf", force=True, keep_original=True, csi=bcf)
+    return Path(str(path) + (".csi" if bcf else ".tbi"))
+
+
+def vcf_to_bcf(vcf: Path, bcf: Path) -> Path:
+    """Copy a VCF (plain or bgzipped) to BCF through htslib (pysam), and index it (CSI)."""
+    import pysam
+
+    quiet = pysam.set_verbosity(0)   # htslib would say the staging VCF has no index: it needs none
+    try:
+        with pysam.VariantFile(str(vcf)) as src, pysam.VariantFile(str(bcf), "wb", header=src.header) as dst:
+            for record in src:
+                dst.write(record)
+    finally:
+        pysam.set_verbosity(quiet)
+    index_vcf(bcf)
+    return bcf
+
+
+def _write_bcf(cohort: Cohort, path: Path) -> None:
+    staging = path.with_name(path.name + ".staging.vcf.gz")
+    try:
+        _write_vcf_gz(cohort, staging)
+        vcf_to_bcf(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def write_plink(path: Path, variants: pd.DataFrame, calls: np.ndarray, samples) -> Path:
+    """PLINK 1 fileset of hard calls (variants x samples, 0-2 copies of ``alt``, NaN missing).
+
+    ``alt`` is written as A1, the allele the ``.bed`` counts, and ``ref`` as A2.
+    """
+    from bed_reader import to_bed
+
+    to_bed(path, np.asarray(calls, dtype=np.float32).T,
+           properties={"iid": [str(s) for s in samples], "sid": variants["variant_id"].astype(str).tolist(),
+                       "chromosome": variants["chrom"].astype(str).tolist(),
+                       "bp_position": variants["pos"].astype(int).tolist(),
+                       "allele_1": variants["alt"].astype(str).tolist(),
+                       "allele_2": variants["ref"].astype(str).tolist()},
+           count_A1=True, num_threads=1)
+    return path
+
+
+def _write_plink(cohort: Cohort, path: Path) -> None:
+    info = cohort.variant_info
+    write_plink(path, info, cohort.genotypes.loc[info["variant_id"]].to_numpy(), cohort.genotypes.columns)
+
+
+def _write_bgen(cohort: Cohort, path: Path) -> None:
+    from ..io.bgen import write_bgen
+
+    info = cohort.variant_info
+    write_bgen(path, info, cohort.dosages.loc[info["variant_id"]].to_numpy(), list(cohort.dosages.columns),
+               bits=BGEN_BITS)
+
+
+def _companions(path: Path, genotype_format: str, index: bool) -> dict[str, Path]:
+    """The files a genotype format keeps beside the main one (written by its writer or here)."""
+    if genotype_format == "vcf.gz" and index:
+        return {"genotypes_index": index_vcf(path)}
+    if genotype_format == "bcf":
+        return {"genotypes_index": path.with_name(path.name + ".csi")}
+    if genotype_format == "plink":
+        return {"genotypes_bim": path.with_suffix(".bim"), "genotypes_fam": path.with_suffix(".fam")}
+    if genotype_format == "bgen":
+        return {"genotypes_sample": path.with_suffix(".sample")}
+    return {}
+
+
+_GENOTYPE_WRITERS = {"vcf": _write_vcf, "vcf.gz": _write_vcf_gz, "dosage": _write_dosage, "bcf": _write_bcf,
+                     "plink": _write_plink, "bgen": _write_bgen}
 
 
 # --------------------------------------------------------------------------- truth.json
