@@ -4,7 +4,7 @@ Each case breaks the small cohort of ``conftest.MiniCohort`` in one place and
 states what the message must name (the file, and the line, id, column or config
 key where there is one) and a word of its fix. Every case is run twice: through
 :func:`ingest` (one :class:`InputError`) and through the ingest command line
-(exit status 2, the report on stderr, no traceback, nothing written). A few run
+(exit status 1, the report on stderr, no traceback, nothing written). A few run
 through Snakemake too (exit status 1), in ``test_snakemake_stops_cleanly``.
 """
 
@@ -349,7 +349,7 @@ def test_hostile_input_gives_one_clear_problem(mini, tmp_path, capsys, case):
     status = cli.main(["--settings", json.dumps(vars(settings)), "--ledger", str(out / "ledger.tsv"),
                        "--cohort", str(out / "cohort")])
     err = capsys.readouterr().err
-    assert status == 2 and not out.exists()
+    assert status == 1 and not out.exists()
     assert "Traceback" not in err and case.text in err and "Fix:" in err
 
 

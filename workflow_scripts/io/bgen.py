@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, Problem
-from .genotype_source import Chunk, GenotypeSource, _frame, check_samples, missing_file
+from .genotype_source import Chunk, GenotypeSource, variant_frame, check_samples, missing_file
 
 #: cbgen creates a cache directory at import; keep it out of the user's home unless they chose one.
 os.environ.setdefault("BGEN_CACHE_HOME", os.path.join(tempfile.gettempdir(), "cbgen-cache"))
@@ -189,7 +189,7 @@ class BgenSource(GenotypeSource):
         indices = np.asarray(indices, dtype=np.int64)
         indices = indices[indices < self.n_records]
         if not indices.size:
-            return _frame([]), np.zeros((0, len(self.samples)), dtype=np.float32)
+            return variant_frame([]), np.zeros((0, len(self.samples)), dtype=np.float32)
         first, stop = int(indices.min()), int(indices.max()) + 1
         wanted = set(indices.tolist())
         picked = []
@@ -201,7 +201,7 @@ class BgenSource(GenotypeSource):
         return self._chunk(picked)
 
     def _chunk(self, picked) -> Chunk:
-        variants = _frame([rec for rec, _ in picked])
+        variants = variant_frame([rec for rec, _ in picked])
         dosages = np.empty((len(picked), len(self.samples)), dtype=np.float32)
         for i, (rec, offset) in enumerate(picked):
             dosages[i] = self._dosage(offset, rec[1])

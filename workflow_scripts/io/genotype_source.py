@@ -90,7 +90,7 @@ class GenotypeSource:
         when absent).  Variant ids are checked (valid and unique) here,
         since this is the one pass that sees them all.
         """
-        frame = _frame(list(self._records()))
+        frame = variant_frame(list(self._records()))
         _check_variant_ids(self.path, frame)
         return frame
 
@@ -192,7 +192,8 @@ def _in_region(rec, chrom, start, end) -> bool:
     return rec[2] == chrom and (start is None or rec[3] >= start) and (end is None or rec[3] <= end)
 
 
-def _frame(records: list[tuple]) -> pd.DataFrame:
+def variant_frame(records: list[tuple]) -> pd.DataFrame:
+    """The variant table of reader records (``VARIANT_COLUMNS``), with fixed dtypes."""
     frame = pd.DataFrame(records, columns=VARIANT_COLUMNS)
     return frame.astype({"index": np.int64, "variant_id": object, "chrom": object, "pos": np.int64,
                          "ref": object, "alt": object, "multiallelic": bool, "quality": float,
@@ -328,7 +329,7 @@ class DosageTableSource(GenotypeSource):
         problems.raise_if_any()
 
     def _chunk(self, parsed: list) -> Chunk:
-        variants = _frame([r[0] for r in parsed])
+        variants = variant_frame([r[0] for r in parsed])
         dosages = np.vstack([r[1] for r in parsed]) if parsed else np.zeros((0, len(self.samples)), np.float32)
         check_dosages(self.path, variants, dosages, self.samples)
         return variants, dosages

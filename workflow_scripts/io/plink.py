@@ -18,7 +18,7 @@ import numpy as np
 from bed_reader import open_bed
 
 from ..errors import InputError, Problem
-from .genotype_source import Chunk, GenotypeSource, _frame, check_samples, missing_file
+from .genotype_source import Chunk, GenotypeSource, variant_frame, check_samples, missing_file
 
 BED_MAGIC = b"\x6c\x1b\x01"
 
@@ -123,14 +123,14 @@ class PlinkSource(GenotypeSource):
         indices = np.asarray(indices, dtype=np.int64)
         indices = indices[indices < self.n_records]
         if not indices.size:
-            return _frame([]), np.zeros((0, len(self.samples)), dtype=np.float32)
+            return variant_frame([]), np.zeros((0, len(self.samples)), dtype=np.float32)
         first, stop = int(indices.min()), int(indices.max()) + 1
         wanted = set(indices.tolist())
         records = [rec for rec in itertools.islice(self._records(first), stop - first) if rec[0] in wanted]
         return self._chunk(records)
 
     def _chunk(self, records: list[tuple]) -> Chunk:
-        variants = _frame(records)
+        variants = variant_frame(records)
         index = variants["index"].to_numpy()
         # bed-reader returns samples x variants in Fortran order: its transpose is C-contiguous.
         dosages = self._bed.read(index=np.s_[:, index], dtype="float32", order="F").T

@@ -19,7 +19,7 @@ import cyvcf2
 import numpy as np
 
 from ..errors import InputError, Problem, Problems
-from .genotype_source import (MAX_REPORTED, QUALITY_FIELDS, Chunk, GenotypeSource, _frame, check_dosages,
+from .genotype_source import (MAX_REPORTED, QUALITY_FIELDS, Chunk, GenotypeSource, variant_frame, check_dosages,
                               check_samples, missing_file)
 
 
@@ -161,7 +161,7 @@ class VcfSource(GenotypeSource):
         problems.raise_if_any()
 
     def _chunk(self, rows: list) -> Chunk:
-        variants = _frame([r[0] for r in rows])
+        variants = variant_frame([r[0] for r in rows])
         dosages = np.vstack([r[1] for r in rows]) if rows else np.zeros((0, len(self.samples)), np.float32)
         check_dosages(self.path, variants, dosages, self.samples, "DS" if self.has_ds else "dosage")
         return variants, dosages
