@@ -51,7 +51,7 @@ def statsmodels_fit(y, axis, covariates, cov_type):
     return fit.params["axis"], fit.bse["axis"], fit.pvalues["axis"]
 
 
-@pytest.mark.parametrize("inference,cov_type", [("hc3", "HC3"), ("classical", "nonrobust")])
+@pytest.mark.parametrize("inference,cov_type", [("hc3", "HC3"), ("hc2", "HC2"), ("classical", "nonrobust")])
 def test_fit_axis_equals_statsmodels_per_taxon(inference, cov_type):
     clr, axes, covariates, _ = design()
     has = axes["edss"].notna()

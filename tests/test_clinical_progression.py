@@ -32,7 +32,7 @@ def table(rows: dict) -> pd.DataFrame:
 
 
 def test_each_branch_of_the_rule():
-    strong, weak, nominal, none = 1e-8, 4e-4, 0.01, 0.5  # weak: family q between 0.01 and 0.05
+    strong, weak, nominal, none = 1e-8, 5e-5, 0.01, 0.5  # weak: family q between 0.001 and 0.01
     t = table({
         "s__up": [(0.5, strong, 0.4), (0.4, strong, 0.3), (0.5, strong, 0.5), (0.3, weak, 0.2), (0.1, none, 0.1),
                   (0.2, none, 0.1)],
