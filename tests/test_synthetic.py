@@ -19,18 +19,19 @@ import skbio
 from workflow_scripts.synthetic import (
     ABUNDANCE_FORMATS, BUNDLED, CLASSES, GENOTYPE_FORMATS, LEDGER_REASONS, bundled, generate, main, write,
 )
+from workflow_scripts.synthetic.taxa import ANCHORS
 from workflow_scripts.synthetic.writers import bgzf_compress
 
 ID = re.compile(r"^[A-Za-z0-9._-]+$")
 CONTRACT = {
     "participants": ["participant_id", "household_id", "site", "status", "sex", "age", "bmi",
-                     "disease_course", "dmt", "edss"],
+                     "disease_course", "dmt", "edss", "disease_duration", "age_at_onset"],
     "stool_manifest": ["sample_id", "participant_id", "collection_date", "sequencing_batch"],
     "blood_manifest": ["sample_id", "participant_id", "collection_date", "snfl", "gfap"],
     "taxonomy": ["feature_id", "taxonomy"],
     "variants": ["variant_id", "gene_or_locus", "label"],
     "truth_species": ["feature", "genus", "class", "log_fold_change", "dmt", "dmt_log_fold_change",
-                      "prevalence", "mean_relative_abundance"],
+                      "severity_effect", "progression_class", "prevalence", "mean_relative_abundance"],
     "truth_associations": ["variant_id", "feature", "effect", "beta"],
     "truth_ledger": ["entity", "id", "reason"],
 }
@@ -155,10 +156,13 @@ def test_participants_follow_the_design(small, small_dir):
     assert len(unpaired) == BUNDLED["n_unpaired"] and set(unpaired["status"]) == {"MS", "HHC"}
     ms, hhc = p[p["status"] == "MS"], p[p["status"] == "HHC"]
     assert set(ms["disease_course"]) <= {"RRMS", "SPMS", "PPMS"} and (hhc["disease_course"] == "").all()
-    assert (hhc[["dmt", "edss"]] == "").all().all()
+    assert (hhc[["dmt", "edss", "disease_duration", "age_at_onset"]] == "").all().all()
     assert ms["dmt"].str.len().gt(0).all() and "untreated" in set(ms["dmt"])
     edss = ms["edss"].astype(float)
-    assert edss.between(0, 10).all() and ((edss * 2) % 1 == 0).all()
+    assert edss.between(0, 10).all() and ((edss * 2) % 1 == 0).all() and not (edss == 0.5).any()
+    duration, onset = ms["disease_duration"].astype(float), ms["age_at_onset"].astype(float)
+    assert (duration > 0).all() and np.allclose(ms["age"].astype(float) - onset, duration, atol=0.051)
+    assert onset.between(12, 60).all()
     assert set(p["sex"]) == {"F", "M"} and p["age"].astype(int).between(18, 85).all()
     assert p["bmi"].astype(float).between(12, 60).all()
     assert p["site"].nunique() == BUNDLED["n_sites"]
@@ -222,6 +226,48 @@ def test_blood_biomarkers(large):
     assert log_snfl[ms].mean() - log_snfl[~ms].mean() > 0.3
     assert np.corrcoef(b["age"], log_snfl)[0, 1] > 0.2
     assert np.corrcoef(b.loc[ms, "edss"], log_snfl[ms])[0, 1] > 0.2
+    # higher BMI, lower markers (dilution), in everyone
+    assert np.corrcoef(b["bmi"], log_snfl)[0, 1] < 0
+
+
+def test_edss_grows_with_duration_course_and_severity(large):
+    p = large.participants[large.participants["status"] == "MS"]
+    edss, duration = p["edss"].astype(float), p["disease_duration"].astype(float)
+    assert np.corrcoef(edss, duration)[0, 1] > 0.2
+    by_course = edss.groupby(p["disease_course"]).mean()
+    assert by_course["SPMS"] > by_course["RRMS"] + 1 and by_course["PPMS"] > by_course["RRMS"] + 1
+    assert 1.5 < by_course["RRMS"] < 3 and 1 < edss.std() < 2.5
+    assert p.groupby("disease_course")["disease_duration"].mean()["SPMS"] > 12
+
+
+def test_severity_truth_and_its_visible_effect(large, large_null):
+    t = large.truth_species.set_index("feature")
+    planted = t[t["severity_effect"] != 0]
+    assert len(planted) == 2 * round(0.05 * len(t))
+    assert set(planted["severity_effect"]) == {0.8, -0.8} and (planted["prevalence"] == 1).all()
+    assert (planted["progression_class"] == np.where(planted["severity_effect"] > 0, "high-risk", "protective")).all()
+    assert (planted["class"] == "neutral").all()  # apart from the MS-risk truth
+    assert not planted.index.isin([f"s__{a}" for a in ANCHORS]).any()
+    assert (t.loc[t["severity_effect"] == 0, "progression_class"] == "neutral").all()
+    assert not set(planted.index) & set(large.truth_associations["feature"])
+    assert not set(planted.index) & {d["feature"] for d in large.notes["covariate_effects"]}
+    assert (large_null.truth_species["severity_effect"] == 0).all()
+    assert (large_null.truth_species["progression_class"] == "neutral").all()
+    # Planted minus null CLR (same noise) of a severity species follows EDSS in MS, is flat in HHC.
+    first = large.stool_manifest.drop_duplicates("participant_id").set_index("participant_id")["sample_id"]
+
+    def clr(cohort):
+        x = np.log(cohort.species_counts().loc[:, first.to_numpy()] + 0.5)
+        return (x - x.mean(axis=0)).set_axis(first.index, axis=1)
+
+    shift = (clr(large) - clr(large_null)).loc[planted.index].T
+    p = large.participants.set_index("participant_id").loc[first.index]
+    ms = (p["status"] == "MS").to_numpy()
+    r = [np.corrcoef(shift.loc[ms, f], p.loc[ms, "edss"])[0, 1] * np.sign(planted.loc[f, "severity_effect"])
+         for f in planted.index]
+    assert min(r) > 0.3
+    # in HHC only multinomial sampling noise differs (~0.1), in MS the planted 0.8 x |severity| (~0.7)
+    assert shift.loc[ms].abs().to_numpy().mean() > 4 * shift.loc[~ms].abs().to_numpy().mean()
 
 
 # --------------------------------------------------------------------------- formats
@@ -397,7 +443,7 @@ def test_null_cohort_has_no_disease_signal(large, large_null):
     # Rare species differ only by multinomial sampling noise.
     assert effect[cls == "neutral"].abs().median() < 0.15 and effect[cls == "neutral"].abs().max() < 0.5
     assert (large_null.truth_species["class"] == "neutral").all()
-    assert (large_null.truth_species[["log_fold_change", "dmt_log_fold_change"]] == 0).all().all()
+    assert (large_null.truth_species[["log_fold_change", "dmt_log_fold_change", "severity_effect"]] == 0).all().all()
     assert large_null.truth_associations.empty
     # everything but the effects is shared with the planted cohort
     pd.testing.assert_frame_equal(large.participants, large_null.participants)

@@ -17,7 +17,7 @@ The workflow's bundled cohort (``resources/synthetic/``) is :func:`bundled`, i.e
 """
 
 from .cli import main
-from .model import CLASSES, LEDGER_REASONS, Cohort, generate
+from .model import CLASSES, LEDGER_REASONS, PROGRESSION_CLASSES, Cohort, generate
 from .writers import ABUNDANCE_FILES, ABUNDANCE_FORMATS, GENOTYPE_FILES, GENOTYPE_FORMATS, write
 
 #: Arguments of :func:`generate` for the cohort bundled with the workflow.
@@ -46,5 +46,6 @@ def bundled(outdir=None):
 
 __all__ = [
     "ABUNDANCE_FILES", "ABUNDANCE_FORMATS", "BUNDLED", "BUNDLED_FORMATS", "CLASSES", "Cohort",
-    "GENOTYPE_FILES", "GENOTYPE_FORMATS", "LEDGER_REASONS", "bundled", "generate", "main", "write",
+    "GENOTYPE_FILES", "GENOTYPE_FORMATS", "LEDGER_REASONS", "PROGRESSION_CLASSES", "bundled", "generate", "main",
+    "write",
 ]

@@ -25,12 +25,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="fraction of participants with repeated stool samples (default 0.2)")
     p.add_argument("--effect-size", type=float, default=1.0,
                    help="natural-log disease effect of planted species (default 1.0)")
+    p.add_argument("--severity-effect", type=float, default=0.8,
+                   help="natural-log change of severity-linked species per unit of latent severity "
+                        "(MS only; default 0.8)")
     p.add_argument("--abundance-format", choices=ABUNDANCE_FORMATS, default="biom")
     p.add_argument("--genotype-format", choices=ALL_GENOTYPE_FORMATS, default="vcf.gz",
                    help="vcf, vcf.gz, dosage (TSV), bcf (with CSI index), plink (.bed/.bim/.fam of the hard "
                         "calls) or bgen (with .sample); default vcf.gz")
     p.add_argument("--genotype-index", action="store_true", help="with vcf.gz: also write the tabix index")
-    p.add_argument("--null", action="store_true", help="no disease, DMT or genotype effects (calibration)")
+    p.add_argument("--null", action="store_true", help="no disease, DMT, severity or genotype effects (calibration)")
     p.add_argument("--edge-cases", action="store_true", help="plant the exclusions listed in truth_ledger.tsv")
     return p
 
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             n_households=args.households, n_unpaired=args.unpaired, n_sites=args.sites,
             n_species=args.species, n_variants=args.variants, repeat_fraction=args.repeat_fraction,
             seed=args.seed, null=args.null, edge_cases=args.edge_cases, effect_size=args.effect_size,
+            severity_effect=args.severity_effect,
         )
     except ValueError as err:
         _parser().error(str(err))

@@ -7,8 +7,12 @@ The simulation works on a latent log-abundance matrix, participants × species,
     \\eta_{is} = b_s + \\sigma_{site(i),s} + h_{household(i),s} + e_{is}
                  + \\delta_s [i \\in MS] + \\tau_{drug(i),s} + z_i^\\top \\gamma_s
                  + \\sum_v \\beta_{vs} (g_{iv} - 2 f_v)
-                 + [i \\in MS] \\sum_v \\theta_{vs} (g_{iv} - 2 f^{MS}_v),
+                 + [i \\in MS] \\sum_v \\theta_{vs} (g_{iv} - 2 f^{MS}_v)
+                 + [i \\in MS] \\kappa_s u_i,
 
+where :math:`u_i` is the latent disease severity of patient :math:`i` (see
+:func:`_clinical`: it also drives EDSS, disease course and sNfL/GFAP) and
+:math:`\\kappa_s` the planted severity effect of species :math:`s`;
 and each stool sample adds its own noise :math:`\\epsilon_{js} \\sim N(0, 0.3^2)`.
 Species are present in a participant with probability equal to their prevalence
 (structural zeros, partly shared within a household); the composition of a sample
@@ -23,7 +27,7 @@ the planted one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -34,11 +38,13 @@ from . import taxa
 #: a name would change every cohort generated after it.
 STREAMS = (
     "design", "species", "truth", "variants", "genotypes", "latent", "presence",
-    "samples", "composition", "counts", "blood", "features", "tree", "edge",
+    "samples", "composition", "counts", "blood", "features", "tree", "edge", "severity",
 )
 
 #: Classes a species can have in ``truth_species.tsv``.
 CLASSES = ("high-risk", "protective", "neutral", "treatment-only")
+#: Classes of ``truth_species.progression_class`` (severity within MS).
+PROGRESSION_CLASSES = ("high-risk", "protective", "neutral")
 
 #: Reason codes in ``truth_ledger.tsv``, by (entity, reason).
 LEDGER_REASONS = (
@@ -170,6 +176,9 @@ class _Design:
     bmi: np.ndarray
     drug: np.ndarray  # 0 = none/untreated, k = taxa.DRUGS[k - 1]
     edss: np.ndarray  # NaN for HHC
+    course: np.ndarray  # 0 RRMS, 1 SPMS, 2 PPMS, -1 for HHC
+    edss_noise: np.ndarray  # N(0, 1) per participant (0 for HHC), the EDSS noise of _clinical
+    severity: np.ndarray  # latent severity u (0 for HHC), set by _clinical
 
 
 def _site_names(n_sites: int) -> np.ndarray:
@@ -212,13 +221,14 @@ def _design(n_households: int, n_unpaired: int, n_sites: int, rng: np.random.Gen
     age = np.clip(np.round(age), 18, 85)
     bmi = np.round(np.exp(rng.normal(np.log(25.5), 0.17, N)), 1)
 
-    # Disease course, EDSS (0-10 in 0.5 steps, higher in progressive MS and with age), DMT.
+    # Disease course and DMT; EDSS comes later from the latent severity (_clinical).
     course = rng.choice(3, size=n_ms, p=[0.76, 0.12, 0.12])
-    edss_ms = np.array([2.0, 5.5, 4.5])[course] + np.array([1.3, 1.2, 1.5])[course] * rng.normal(size=n_ms)
-    edss_ms = np.clip(np.round(2 * (edss_ms + 0.03 * (age[is_ms] - 45))) / 2, 0, 9.5)
+    edss_noise = np.zeros(N)
+    edss_noise[is_ms] = rng.normal(size=n_ms)
     drug_ms = np.where(rng.random(n_ms) < 0.35, 0, rng.integers(1, len(taxa.DRUGS) + 1, n_ms))
     edss = np.full(N, np.nan)
-    edss[is_ms] = edss_ms
+    course_all = np.full(N, -1)
+    course_all[is_ms] = course
     drug = np.zeros(N, int)
     drug[is_ms] = drug_ms
 
@@ -241,7 +251,56 @@ def _design(n_households: int, n_unpaired: int, n_sites: int, rng: np.random.Gen
         "dmt": dmt_col,
         "edss": edss,
     })
-    return _Design(table, household, H + U, site, is_ms, ~female, age, bmi, drug, edss)
+    return _Design(table, household, H + U, site, is_ms, ~female, age, bmi, drug, edss, course_all, edss_noise,
+                   np.zeros(N))
+
+
+# Latent severity and the clinical scores that follow it.
+#: Shift of the latent severity in progressive MS (SD units), centred on the expected share 0.24.
+PROGRESSIVE_SEVERITY = 0.8
+PROGRESSIVE_SHARE = 0.24
+#: Mean disease duration in years (gamma, shape 2) by course: RRMS, SPMS, PPMS.
+DURATION_MEAN = (9.0, 20.0, 9.0)
+#: EDSS = 1 + 0.12 duration + 1.5 progressive + 1.0 u + 0.6 noise, in 0.5 steps within 0-9.5.
+EDSS_COEF = dict(intercept=1.0, duration=0.12, progressive=1.5, severity=1.0, noise=0.6)
+
+
+def _clinical(design: _Design, rng: np.random.Generator) -> _Design:
+    """Latent severity, disease duration, age at onset and EDSS of every MS patient.
+
+    The latent severity is :math:`u = z + 0.8 (progressive - 0.24)`, :math:`z
+    \\sim N(0, 1)`, so progressive patients are more severe and :math:`u` has
+    mean about 0 among patients. Disease duration is gamma (shape 2) with mean
+    9 years (RRMS, PPMS) or 20 years (SPMS), kept so that onset falls between
+    ages 12 and 60 (one decimal); ``age_at_onset = age - disease_duration``. EDSS grows with
+    duration, course and severity (:data:`EDSS_COEF`), rounded to the 0.5 steps
+    of the scale (0.5, not a step of the scale, becomes 1.0). HHC have none of
+    these (empty). Draws come from the ``severity`` stream only.
+    """
+    ms = design.is_ms
+    n_ms = int(ms.sum())
+    course = design.course[ms]
+    progressive = (course > 0).astype(float)
+    u = rng.normal(size=n_ms) + PROGRESSIVE_SEVERITY * (progressive - PROGRESSIVE_SHARE)
+    mean = np.array(DURATION_MEAN)[course]
+    age = design.age[ms]
+    duration = np.round(np.clip(rng.gamma(2.0, mean / 2.0), np.maximum(age - 60.0, 0.1), age - 12.0), 1)
+    c = EDSS_COEF
+    edss = (c["intercept"] + c["duration"] * duration + c["progressive"] * progressive + c["severity"] * u
+            + c["noise"] * design.edss_noise[ms])
+    edss = np.clip(np.round(2 * edss) / 2, 0, 9.5)
+    edss[edss == 0.5] = 1.0
+    N = len(ms)
+    full = {name: np.full(N, np.nan) for name in ("edss", "disease_duration", "age_at_onset")}
+    full["edss"][ms] = edss
+    full["disease_duration"][ms] = duration
+    full["age_at_onset"][ms] = np.round(age - duration, 1)
+    severity = np.zeros(N)
+    severity[ms] = u
+    table = design.table.copy()
+    for name, values in full.items():
+        table[name] = values
+    return replace(design, table=table, edss=full["edss"], severity=severity)
 
 
 # --------------------------------------------------------------------------- species
@@ -466,6 +525,32 @@ def _plan_associations(names, plan, variant_info, n_main, n_interaction, rng) ->
     return pd.DataFrame(rows, columns=["variant_id", "species_index", "effect", "beta"])
 
 
+def _plan_severity(plan, assoc, baseline, prevalence, names, effect, fraction, rng) -> np.ndarray:
+    """Severity effect of every species (natural log per unit of latent severity, in MS only).
+
+    ``fraction`` of the species (at least one) rise with severity (+``effect``),
+    as many fall (-``effect``). They are drawn among species with no other
+    planted role (MS risk, therapy, covariate, genotype) and not an anchor
+    species (whose published role is MS risk or a genotype), present in at least half of the guts, preferably from the more
+    abundant half and never the three dominant species: the progression truth
+    stays apart from the MS-risk truth. :func:`generate` makes them present in
+    every gut, as the genotype targets: with presence untouched by severity, a
+    10 % share of structural zeros already outweighs the planted shift in the
+    CLR variance (see :func:`_plan_associations`).
+    """
+    S = len(names)
+    free = (plan.cls == "neutral") & (plan.cov_beta == 0).all(0) & ~np.isin(names, taxa.ANCHORS)
+    free[assoc["species_index"].to_numpy()] = False
+    dominant = np.argsort(np.argsort(-baseline)) < 3
+    pool = np.flatnonzero(free & (prevalence >= 0.5) & ~dominant)
+    k = max(1, int(round(fraction * S)))
+    chosen = _powered(pool, baseline, np.median(baseline), 2 * k, rng)
+    kappa = np.zeros(S)
+    kappa[chosen[:k]] = effect
+    kappa[chosen[k:]] = -effect
+    return kappa
+
+
 # --------------------------------------------------------------------------- genotypes
 
 
@@ -484,13 +569,14 @@ def _genotypes(is_ms, variant_info, rng) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- microbiome
 
 
-def _latent(design, baseline, lfc, dmt_effect, cov_beta, assoc, calls, variant_info, n_sites, rng):
+def _latent(design, baseline, lfc, dmt_effect, cov_beta, assoc, calls, variant_info, n_sites, rng, kappa):
     """Participant × species latent log-abundance (see the module docstring)."""
     N, S = len(design.is_ms), len(baseline)
     eta = baseline[None, :] + rng.normal(0, SITE_SD, (n_sites, S))[design.site]
     eta += rng.normal(0, HOUSEHOLD_SD, (design.n_households_total, S))[design.household]
     eta += rng.normal(0, INDIVIDUAL_SD, (N, S))
     eta += design.is_ms[:, None] * lfc[None, :]
+    eta += design.severity[:, None] * kappa[None, :]  # severity is 0 for HHC
     eta += dmt_effect[design.drug]
     z = np.column_stack([(design.age - 45) / 10, design.male, (design.bmi - 25) / 5])
     eta += z @ cov_beta
@@ -632,15 +718,25 @@ def _newick(lineage: pd.DataFrame, feats: _Features, rng) -> str:
 
 
 def _blood(design, stool_day, participant, null, rng) -> pd.DataFrame:
-    """One blood sample per participant: sNfL and GFAP, lognormal, rising with age and (in MS) EDSS."""
+    """One blood sample per participant: sNfL and GFAP, lognormal.
+
+    Both rise with age and fall with BMI (a larger blood volume dilutes them)
+    in everyone; in MS (unless ``null``) they rise further, with the latent
+    severity, and GFAP also in progressive MS:
+
+    - log sNfL = log 7 + 0.025 (age - 45) - 0.015 (BMI - 25) + MS (0.45 + 0.30 u) + N(0, 0.35²)
+    - log GFAP = log 90 + 0.02 (age - 45) - 0.01 (BMI - 25) + MS (0.25 + 0.20 u + 0.15 progressive) + N(0, 0.4²)
+    """
     N = len(design.is_ms)
     first_stool = np.full(N, np.iinfo(np.int64).max)
     np.minimum.at(first_stool, participant, stool_day)
     day = first_stool + rng.integers(-14, 15, N)
     ms = 0.0 if null else design.is_ms * 1.0
-    edss = np.nan_to_num(design.edss)
-    snfl = np.exp(np.log(7) + 0.025 * (design.age - 45) + ms * (0.25 + 0.10 * edss) + rng.normal(0, 0.35, N))
-    gfap = np.exp(np.log(90) + 0.02 * (design.age - 45) + ms * (0.15 + 0.06 * edss) + rng.normal(0, 0.4, N))
+    u, progressive = design.severity, (design.course > 0) * 1.0
+    age, bmi = design.age - 45, design.bmi - 25
+    snfl = np.exp(np.log(7) + 0.025 * age - 0.015 * bmi + ms * (0.45 + 0.30 * u) + rng.normal(0, 0.35, N))
+    gfap = np.exp(np.log(90) + 0.02 * age - 0.01 * bmi + ms * (0.25 + 0.20 * u + 0.15 * progressive)
+                  + rng.normal(0, 0.4, N))
     return pd.DataFrame({
         "sample_id": _ids("B", np.arange(1, N + 1), _width(N + 10)),
         "participant_id": design.table["participant_id"].to_numpy(),
@@ -760,6 +856,8 @@ def generate(
     edge_cases: bool = False,
     effect_size: float = 1.0,
     *,
+    severity_effect: float = 0.8,
+    severity_fraction: float = 0.05,
     disease_fraction: float = 0.05,
     n_genotype_main: int = 3,
     n_genotype_interaction: int = 3,
@@ -785,14 +883,22 @@ def generate(
     seed : int
         Seed of every random stream.
     null : bool
-        No disease, DMT, genotype or HLA-enrichment effects (and no MS effect on
-        sNfL/GFAP); everything else identical to the planted cohort of the same seed.
+        No disease, DMT, severity, genotype or HLA-enrichment effects (and no MS
+        effect on sNfL/GFAP); everything else identical to the planted cohort of
+        the same seed (participants, EDSS and disease course included).
     edge_cases : bool
         Plant the exclusions listed in ``truth_ledger`` and the valid oddities in
         ``notes`` (needs ``n_households >= 4``).
     effect_size : float
         Disease log fold change (natural log) of high-risk (+) and protective (-)
         species; treatment-only species change by ±1.5 × ``effect_size``.
+    severity_effect : float
+        Natural-log change of severity-linked species per unit of the patients'
+        latent severity (SD about 1), + for those that rise with severity, - for
+        those that fall; HHC are unaffected (see :func:`_clinical`).
+    severity_fraction : float
+        Fraction of species planted rising with severity, and again falling (at
+        least one each), apart from the MS-risk ones (:func:`_plan_severity`).
     disease_fraction : float
         Fraction of species planted high-risk, and again protective (at least one each).
     n_genotype_main, n_genotype_interaction : int
@@ -812,31 +918,38 @@ def generate(
     ``truth_species.log_fold_change`` is the planted marginal MS-vs-HHC shift of the
     latent log-abundance among participants carrying the species: genotype
     interactions are centred on the expected MS dosage so they do not change it.
+    ``truth_species.severity_effect`` is the planted severity effect and
+    ``progression_class`` its class (``high-risk`` for +, ``protective`` for -,
+    else ``neutral``). The participants table carries ``disease_duration`` and
+    ``age_at_onset`` for MS patients.
     ``prevalence`` is the planted presence probability (1 for the species with a
-    planted genotype effect, see :func:`_plan_associations`) and
+    planted genotype or severity effect, see :func:`_plan_associations`) and
     ``mean_relative_abundance`` the mean true relative abundance over stool samples.
     """
     _check(n_households, n_unpaired, n_sites, n_species, n_variants, repeat_fraction, edge_cases)
     params = {k: v for k, v in locals().items() if k != "params"}
     rng = _streams(seed)
 
-    design = _design(n_households, n_unpaired, n_sites, rng["design"])
+    design = _clinical(_design(n_households, n_unpaired, n_sites, rng["design"]), rng["severity"])
     names = _species_names(n_species, rng["species"])
     lineage = _lineage(names)
     baseline, prevalence = _species_parameters(names, rng["species"])
     plan = _plan_species(names, baseline, prevalence, effect_size, disease_fraction, rng["truth"])
     variant_info = _variants(n_variants, null, rng["variants"])
     assoc = _plan_associations(names, plan, variant_info, n_genotype_main, n_genotype_interaction, rng["truth"])
+    kappa = _plan_severity(plan, assoc, baseline, prevalence, names, severity_effect, severity_fraction,
+                           rng["severity"])
     calls, dosages = _genotypes(design.is_ms, variant_info, rng["genotypes"])
-    # Genotype targets are core species, present in every gut (see _plan_associations).
-    prevalence = np.where(np.isin(np.arange(n_species), assoc["species_index"]), 1.0, prevalence)
+    # Genotype and severity targets are core species, present in every gut (see _plan_associations).
+    core = np.isin(np.arange(n_species), assoc["species_index"]) | (kappa != 0)
+    prevalence = np.where(core, 1.0, prevalence)
 
     on = 0.0 if null else 1.0
     dmt_effect = np.zeros((len(taxa.DRUGS) + 1, n_species))
     # Row 0 (no drug) collects the non-targets, whose dmt_lfc is 0.
     dmt_effect[plan.drug, np.arange(n_species)] = plan.dmt_lfc * on
     eta = _latent(design, baseline, plan.lfc * on, dmt_effect, plan.cov_beta,
-                  assoc.iloc[:0] if null else assoc, calls, variant_info, n_sites, rng["latent"])
+                  assoc.iloc[:0] if null else assoc, calls, variant_info, n_sites, rng["latent"], kappa * on)
     present = _presence(design, prevalence, rng["presence"])
     stool = _stool(design, repeat_fraction, median_depth, rng["samples"])
     p_species = _composition(eta, present, stool.participant, rng["composition"])
@@ -870,7 +983,7 @@ def generate(
     notes["covariate_effects"] = _covariate_notes(names, plan.cov_beta)
 
     vids = variant_info["variant_id"].to_numpy()
-    truth_species = _truth_species(lineage, plan, prevalence, p_species, null)
+    truth_species = _truth_species(lineage, plan, kappa, prevalence, p_species, null)
     truth_assoc = pd.DataFrame({
         "variant_id": assoc["variant_id"],
         "feature": lineage["species"].to_numpy()[assoc["species_index"].to_numpy()],
@@ -912,7 +1025,7 @@ def _check(n_households, n_unpaired, n_sites, n_species, n_variants, repeat_frac
         raise ValueError("; ".join(problems))
 
 
-def _truth_species(lineage, plan, prevalence, p_species, null) -> pd.DataFrame:
+def _truth_species(lineage, plan, kappa, prevalence, p_species, null) -> pd.DataFrame:
     cls = np.where(null, "neutral", plan.cls)
     drug_names = np.array(("",) + taxa.DRUGS, dtype=object)
     dmt = np.where(null, None, drug_names[plan.drug])
@@ -924,6 +1037,8 @@ def _truth_species(lineage, plan, prevalence, p_species, null) -> pd.DataFrame:
         "log_fold_change": 0.0 if null else plan.lfc,
         "dmt": dmt,
         "dmt_log_fold_change": 0.0 if null else plan.dmt_lfc,
+        "severity_effect": 0.0 if null else kappa,
+        "progression_class": np.where(null | (kappa == 0), "neutral", np.where(kappa > 0, "high-risk", "protective")),
         "prevalence": np.round(prevalence, 4),
         "mean_relative_abundance": p_species.mean(0),
     })

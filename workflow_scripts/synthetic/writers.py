@@ -99,7 +99,8 @@ def write(cohort: Cohort, outdir, abundance_format: str = "biom", genotype_forma
     _write_table(cohort.taxonomy, paths["taxonomy"])
     _write_table(cohort.variants, paths["variants"])
     _write_table(_fixed(cohort.truth_species, dict.fromkeys(
-        ["log_fold_change", "dmt_log_fold_change", "prevalence", "mean_relative_abundance"], "%.6g")),
+        ["log_fold_change", "dmt_log_fold_change", "severity_effect", "prevalence", "mean_relative_abundance"],
+        "%.6g")),
         paths["truth_species"])
     _write_table(_fixed(cohort.truth_associations, {"beta": "%.6g"}), paths["truth_associations"])
     if cohort.truth_ledger is not None:
@@ -139,7 +140,7 @@ def _fixed(df: pd.DataFrame, formats: dict[str, str], na: str = "") -> pd.DataFr
 
 
 def _participants_text(df: pd.DataFrame) -> pd.DataFrame:
-    return _fixed(df, {"bmi": "%.1f", "edss": "%.1f"})
+    return _fixed(df, {"bmi": "%.1f", "edss": "%.1f", "disease_duration": "%.1f", "age_at_onset": "%.1f"})
 
 
 # --------------------------------------------------------------------------- abundance
