@@ -13,6 +13,7 @@ include: "rules/diversity.smk"
 include: "rules/differential.smk"
 include: "rules/association.smk"
 include: "rules/classification.smk"
+include: "rules/export.smk"
 include: "rules/report.smk"
 
 

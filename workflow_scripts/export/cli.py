@@ -11,15 +11,14 @@ file name. All shaping lives in the other modules of
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts import runner
 from workflow_scripts.cohort import read_cohort
-from workflow_scripts.errors import InputError
 from workflow_scripts.export.bundle import write_exports
 from workflow_scripts.export.maaslin import check_method_table
 
@@ -36,28 +35,22 @@ def read_method_tables(paths) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cohort", required=True, help="the harmonised cohort directory (ingest/cohort)")
-    parser.add_argument("--methods", nargs="*", default=[], help="differential/<method>.tsv files")
-    parser.add_argument("--outdir", required=True, help="the export directory to write")
-    parser.add_argument("--log", help="log file")
-    args = parser.parse_args(argv)
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if args.log:
-        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(args.log, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        handlers=handlers, force=True)
-    try:
-        tables = read_method_tables(args.methods)
-        written = write_exports(read_cohort(args.cohort, mmap_genotypes=True), tables, args.outdir)
-    except InputError as err:
-        log.error("%s", err.report())
-        return 2
+def cmd_export(args) -> None:
+    tables = read_method_tables(args.methods)
+    # The R snippet names files relative to the export directory, so that the files do not
+    # depend on where the results were written.
+    written = write_exports(read_cohort(args.cohort, mmap_genotypes=True), tables, args.outdir, shown_dir=".")
     log.info("wrote %d files under %s (see %s/README.md)", len(written), args.outdir, args.outdir)
-    return 0
+
+
+def parser():
+    parser = runner.parser(__doc__)
+    runner.required(parser, "cohort", "outdir")  # the harmonised cohort directory; the export directory
+    parser.add_argument("--methods", nargs="*", default=[], help="differential/<method>.tsv files")
+    return runner.command(parser, cmd_export)
+
+
+main = runner.entry_point(parser, "export")
 
 
 if __name__ == "__main__":

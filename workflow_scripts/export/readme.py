@@ -15,7 +15,8 @@ def phyloseq_readme(snippet: str) -> str:
         "- `tax_table.tsv`: one column per rank, Kingdom to Species (`NA` where unnamed)\n"
         "- `sample_data.tsv`: one row per kept stool sample with its participant's attributes\n"
         "- `tree.nwk`: the phylogeny pruned to the kept features (only when the cohort has one)\n\n"
-        "Load them into a phyloseq object `ps` (run R from the directory Snakemake ran in):\n\n"
+        "Load them into a phyloseq object `ps` (run R in the export directory, e.g. `setwd(\"results/export\")`;\n"
+        "the paths are relative to it so that the files do not depend on where the results were written):\n\n"
         f"```r\n{snippet}\n```\n"
     )
 
