@@ -16,10 +16,6 @@ Minimums (each a :class:`~workflow_scripts.errors.Problem` when not met)
   smallest two-sided p-value of an exact permutation or rank test of ``k`` cases
   among ``n`` participants is ``2 / C(n, k)``, so ``C(n, k) >= MIN_RELABELINGS``
   (40); 3 + 3 (20 relabelings) fails, 3 + 5 and 4 + 4 pass;
-- household pairs (a household with a kept case and a kept control): none (an
-  unpaired design) or at least ``MIN_PAIRS`` (6), because the smallest two-sided
-  p-value of the exact signed-rank test over ``m`` pairs is ``2 / 2**m``, below
-  0.05 only from 6 pairs on;
 - at least ``MIN_RESIDUAL_DF`` (5) residual degrees of freedom in the
   participant-level model every stage starts from (intercept, status, the
   configured covariates, site, therapy indicators; aliased columns dropped as
@@ -29,6 +25,13 @@ Minimums (each a :class:`~workflow_scripts.errors.Problem` when not met)
 - status not confounded with site or a covariate (a column that is a linear
   combination of status and the others), which no model can separate from
   disease.
+
+All participants in one household is a mistake in ``household_id`` (a household
+random intercept would be the intercept itself), not a design.
+
+Few household pairs (or none) do not stop a cohort: its unpaired participants
+still inform the models, and each stage says when it analyses a cohort as
+unpaired.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from ..errors import Problem
 MIN_TAXA = 2
 MIN_PER_GROUP = 3
 MIN_RELABELINGS = 40
-MIN_PAIRS = 6
 MIN_RESIDUAL_DF = 5
 
 _REASONS = {"not_in_abundance_table": "not in the abundance table", "zero_reads": "with zero reads",
@@ -115,7 +117,7 @@ def check_design(part: pd.DataFrame, samples: pd.DataFrame, all_participants: pd
     problems += counts
     if counts:
         return problems
-    problems += _pairs(part, s)
+    problems += _one_household(part, s)
     problems += _model(part, samples, s)
     return problems
 
@@ -152,16 +154,13 @@ def _group_counts(part, all_participants, dropped_samples, s) -> list[Problem]:
     return problems
 
 
-def _pairs(part, s) -> list[Problem]:
-    statuses = part.dropna(subset=["household_id"]).groupby("household_id")["status"].agg(set)
-    pairs = int(statuses.map(lambda st: {s.case_label, s.control_label} <= st).sum())
-    if 0 < pairs < MIN_PAIRS:
-        return [Problem(s.participants, f"only {pairs} household(s) have both a case ({s.case_label}) and a "
-                        f"control ({s.control_label}) left; paired tests need at least {MIN_PAIRS} pairs "
-                        f"(the smallest exact two-sided signed-rank p-value over {pairs} pairs is "
-                        f"2/{2 ** pairs})", f"give household_id for at least {MIN_PAIRS} {s.case_label}-"
-                        f"{s.control_label} pairs, or leave household_id empty for everyone to analyse the "
-                        "cohort as unpaired", column="household_id")]
+def _one_household(part, s) -> list[Problem]:
+    households = part["household_id"].dropna().unique()
+    if len(households) == 1 and part["household_id"].notna().all():
+        return [Problem(s.participants, f"every participant is in household {households[0]!r}: "
+                        "household_id must name each case's household (a case and its household control)",
+                        "give each household its own household_id, or leave household_id empty for everyone "
+                        "to analyse the cohort as unpaired", column="household_id")]
     return []
 
 
