@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import yaml
-from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import update_config
 
@@ -26,11 +25,13 @@ _code = [
     if (why := refuse_code_in_config(path))
 ]
 if _code:
-    raise WorkflowError(
+    print(
         "config files must be data, not code:\n  "
         + "\n  ".join(_code)
-        + "\nFix: write plain YAML values (no __use_yte__, no !!python tags)."
+        + "\nFix: write plain YAML values (no __use_yte__, no !!python tags).",
+        file=sys.stderr,
     )
+    sys.exit(1)
 
 # The bundled config is the default only when no config with `inputs` is given, so
 # a user's config never inherits the synthetic cohort's optional inputs (tree,
@@ -78,12 +79,15 @@ INPUT_KEYS = [
 INPUTS = {k: config["inputs"][k] for k in INPUT_KEYS if config["inputs"].get(k)}
 _missing = [f"inputs.{k}: {v}" for k, v in INPUTS.items() if not Path(v).exists()]
 if _missing:
-    raise WorkflowError(
+    # Printed and exit 1 (not raised), so that Snakemake adds no traceback lines.
+    print(
         "these input files do not exist:\n  "
         + "\n  ".join(_missing)
         + "\nFix: correct the paths in your config (relative paths are read from the "
-        "directory Snakemake runs in), or remove optional inputs you do not have."
+        "directory Snakemake runs in), or remove optional inputs you do not have.",
+        file=sys.stderr,
     )
+    sys.exit(1)
 
 HAS_TREE = "tree" in INPUTS
 HAS_GENOTYPES = "genotypes" in INPUTS and "blood_manifest" in INPUTS
