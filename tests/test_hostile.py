@@ -480,6 +480,9 @@ SNAKEMAKE_CASES = {
                         "key 'rank' is 'genera', not one of"),
     "same labels": (lambda mini: {**_config(mini.write()), "case_label": "HHC"},
                     "case_label and control_label are both 'HHC'"),
+    "missing input file": (lambda mini: {**_config(mini.write()), "inputs": {
+        **_config(mini.write())["inputs"], "taxonomy": "no/such/taxonomy.tsv"}},
+        "inputs.taxonomy: no/such/taxonomy.tsv"),
 }
 
 
@@ -492,7 +495,7 @@ def test_snakemake_stops_cleanly(mini, tmp_path, name):
     assert text in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "out" / "ingest").exists()
-    if "key" in name or "labels" in name:  # config problems: a few lines, not a schema dump
+    if "key" in name or "labels" in name or "file" in name:  # config problems: a few lines, not a schema dump
         assert len(result.stderr.strip().splitlines()) <= 4, result.stderr
 
 
