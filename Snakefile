@@ -21,3 +21,9 @@ rule all:
     default_target: True
     input:
         all_outputs,
+
+
+onsuccess:
+    # The run's last line names the report (when this run made or kept one).
+    if Path(STAGE_OUTPUTS["report"]["report"]).is_file():
+        print(f"Report: {Path(STAGE_OUTPUTS['report']['report']).resolve()}")
