@@ -41,6 +41,8 @@ DESCRIPTIONS = (
     ("diversity/permanova.tsv", "PERMANOVA per metric and term"),
     ("diversity/permdisp.tsv", "PERMDISP (dispersion by status) per metric"),
     ("diversity/ledger.tsv", "samples the diversity stage set aside, with the reason"),
+    ("diversity/parts/*", "a job-to-job hand-off (one metric's PERMANOVA or PERMDISP before they are gathered); "
+                          "not meant for reading"),
     ("diversity/figures/*", "diversity figures (alpha by status with household pairs, ordinations)"),
     ("differential/consensus.tsv", "one call per taxon across methods, with every method's effect and q, the site "
                                    "meta-analysis and the pseudo-count check"),
@@ -64,6 +66,7 @@ DESCRIPTIONS = (
     ("association/summary.json", "the association stage's summary (counts, settings, warnings)"),
     ("association/summary.md", "the association stage's summary in words"),
     ("association/ledger.tsv", "participants and variants the association stage left out, with the reason"),
+    ("association/prepared/*", "a job-to-job hand-off (the prepared association inputs); not meant for reading"),
     ("association/figures/*", "association figures (Manhattan, QQ, heatmap)"),
     ("clinical/associations.tsv", "within patients: every taxon against every clinical axis"),
     ("clinical/scores.tsv", "EDSS, ARMSS and MSSS of every patient"),
