@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from .. import runner
-from .html import caveats as caveat_box, esc, page
+from .html import caveats as caveat_box, esc, page, skipped
 from .readme import write_readme
 from .results import Results
 from .sections import Section
@@ -65,9 +65,20 @@ def summary(sections: list[Section], facts: dict) -> str:
     return body
 
 
+def drawn(stage, results: Results) -> Section:
+    """``stage.section(results)``, or a note when its files cannot be read (the rest of the report still shows)."""
+    try:
+        return stage.section(results)
+    except Exception as err:  # noqa: BLE001 - one malformed file must not cost the whole report
+        log.warning("section %s could not be drawn: %s: %s", stage.TITLE, type(err).__name__, err, exc_info=True)
+        return Section(stage.ANCHOR, stage.TITLE, skipped(
+            f"This section could not be drawn from the stage's files ({esc(type(err).__name__)}: {esc(err)}); "
+            "the log of the report job has the details."), ran=False)
+
+
 def build(results: Results) -> str:
     """The report page for the run whose files ``results`` holds."""
-    sections = [stage.section(results) for stage in STAGES]
+    sections = [drawn(stage, results) for stage in STAGES]
     facts = ingest.cohort_facts(results)
     subtitle = ("Gut microbiome of multiple sclerosis patients and their household controls. "
                 + (f"{facts['n_participants']} participants, {facts['n_pairs']} household pairs, "

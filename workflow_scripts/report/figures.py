@@ -11,9 +11,13 @@ import io
 import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
+from PIL import Image
 from scipy.stats import norm
 
-from ..plotting import CASE, CONTROL, DPI, NEUTRAL, PNG_METADATA, plt, site_colours
+from ..plotting import CASE, CONTROL, NEUTRAL, PNG_METADATA, plt, site_colours
+
+#: Card figures: sharp at the page's width, small enough for dozens of cards in one file.
+CARD_DPI = 130
 
 
 def signed_z(effect, pvalue) -> np.ndarray:
@@ -125,9 +129,17 @@ def taxon_figure(methods: pd.DataFrame | None, sites: pd.DataFrame | None, overa
     return fig
 
 
-def png_bytes(fig, dpi: int = DPI) -> bytes:
-    """``fig`` as PNG bytes (deterministic metadata); closes it."""
+def png_bytes(fig, dpi: int = CARD_DPI, colours: int = 128) -> bytes:
+    """``fig`` as PNG bytes with a palette of ``colours`` (a fifth of the size, same look); closes it.
+
+    Median-cut quantisation without dithering is deterministic: the same
+    figure gives the same bytes.
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata=PNG_METADATA)
     plt.close(fig)
-    return buffer.getvalue()
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    small = image.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()

@@ -220,7 +220,8 @@ def section(results) -> Section:
         names = called.loc[called["class"] == cls, "feature"].tolist()
         if names:
             findings.append(f"<b>{len(names)} {cls}</b> ({word} in {esc(case)}): "
-                            + ", ".join(f"<i>{esc(n)}</i>" for n in names[:8]) + (" …" if len(names) > 8 else "") + ".")
+                            + ", ".join(f"<i>{esc(n)}</i>" for n in names[:8])
+                            + (f" and {len(names) - 8} more." if len(names) > 8 else "."))
     if not len(called[called["class"] != "neutral"]):
         findings.append("No taxon is called high-risk or protective.")
     if "progression_class" in frame.columns:
@@ -236,15 +237,15 @@ def section(results) -> Section:
         ev = frame.loc[frame["class"] == "neutral", "evidence"].value_counts()
         if len(ev):
             findings.append("Neutral taxa: " + ", ".join(f"{int(v)} {esc(k)}" for k, v in ev.items()) + ".")
-    driven = called[_flag(called, "site_driven") & (called["class"] != "neutral")]
+    risk = called[called["class"] != "neutral"]
+    driven = risk[_flag(risk, "site_driven")]
     if len(driven):
-        caveats.append(f"{len(driven)} of the {len(called)} called taxa {'is' if len(driven) == 1 else 'are'} "
+        caveats.append(f"{len(driven)} of the {len(risk)} MS-risk calls {'is' if len(driven) == 1 else 'are'} "
                        "site-driven (leaving one site out loses significance): " + ", ".join(
             f"<i>{esc(f)}</i>" for f in driven["feature"]) + ".")
-    treated = called[called.get("treatment_effects", pd.Series(index=called.index, dtype=object)).notna()
-                     & (called["class"] != "neutral")] if "treatment_effects" in called.columns else called.head(0)
+    treated = risk[risk["treatment_effects"].notna()] if "treatment_effects" in risk.columns else risk.head(0)
     if len(treated):
-        caveats.append(f"{len(treated)} of the called taxa {'is' if len(treated) == 1 else 'are'} also changed by a "
-                       "therapy (the MS effect is that of untreated patients, but check the direction): " + ", ".join(
+        caveats.append(f"{len(treated)} of the {len(risk)} MS-risk calls {'is' if len(treated) == 1 else 'are'} also "
+                       "changed by a therapy (the MS effect is that of untreated patients, but check the direction): " + ", ".join(
             f"<i>{esc(f)}</i>" for f in treated["feature"]) + ".")
     return Section(ANCHOR, TITLE, body, findings, caveats)

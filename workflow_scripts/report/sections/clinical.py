@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..html import details, esc, figure, fmt, table
+from ..html import details, figure, table
 from . import Section, not_run
 
 ANCHOR, TITLE = "clinical", "Clinical severity and damage"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 
 from ..html import esc, table
 from . import Section, not_run
