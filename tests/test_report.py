@@ -167,6 +167,7 @@ def test_summary_tells_the_findings_and_caveats_first(results):
     assert "also changed by a therapy" in words
     assert "Only 6 households: household cluster-robust (CR1) standard errors are liberal" in words
     assert "Calibration flag: linda type1_error_0.05 = 0.093 (above 0.08)" in words
+    assert "9.3% (7.2%–12%)" in text_of(render(results))
     assert "Low power (under 50%) for 2x effects at prevalence <30%" in words
     # The summary comes before the cards, the cards before the stage sections.
     assert html.index('id="summary"') < html.index('id="taxa"') < html.index('id="cohort"')

@@ -126,7 +126,9 @@ def fmt(value) -> str:
     if isinstance(value, float):
         if value == 0:
             return "0"
-        if abs(value) < 1e-3 or abs(value) >= 1e5:
+        if value.is_integer() and abs(value) < 1e9:  # a count read as float beside missing values
+            return fmt(int(value))
+        if abs(value) < 1e-3 or abs(value) >= 1e6:
             return f"{value:.2e}"
         return f"{value:.3g}"
     return str(value)

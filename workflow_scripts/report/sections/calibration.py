@@ -17,9 +17,10 @@ ANCHOR, TITLE = "calibration", "Calibration on this cohort"
 
 
 def _interval(row) -> str:
+    """A rate with its Wilson interval, as percentages."""
     if pd.isna(row.get("lower")) or pd.isna(row.get("upper")):
-        return fmt(row["value"])
-    return f"{fmt(row['value'])} ({fmt(row['lower'])}–{fmt(row['upper'])})"
+        return pct(row["value"])
+    return f"{pct(row['value'])} ({pct(row['lower'])}–{pct(row['upper'])})"
 
 
 def section(results) -> Section:

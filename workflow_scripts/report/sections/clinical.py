@@ -25,7 +25,7 @@ def section(results) -> Section:
             "<code>*_untreated</code> columns refit the model in untreated patients.</p>")
     per_axis = table_.groupby("axis").agg(taxa=("feature", "size"), patients=("n", "max"),
                                           significant=("qvalue", lambda q: int((q < 0.05).sum())))
-    per_axis.index = [AXIS_WORDS.get(a, a) for a in per_axis.index]
+    per_axis.index = pd.Index([AXIS_WORDS.get(a, a) for a in per_axis.index], name="axis")
     body += "<h3>Axes</h3>" + table(per_axis, index=True)
     top = table_.dropna(subset=["pvalue"]).sort_values(["qvalue", "pvalue"]).head(20)
     keep = [c for c in ("feature", "axis", "effect", "se", "pvalue", "qvalue", "n", "effect_untreated",
