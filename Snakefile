@@ -2,6 +2,8 @@
 # -> classification -> report. The statistics live in workflow_scripts/; rules stay thin.
 # Each rule file declares its results (STAGE_OUTPUTS in rules/common.smk); `rule all` asks
 # for all of them through an input function, so the order of the includes does not matter.
+import atexit
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -21,3 +23,14 @@ rule all:
     default_target: True
     input:
         all_outputs,
+
+
+onsuccess:
+    # The run's last line names the report (when this run made or kept one): printed at exit,
+    # after Snakemake's own closing lines.
+    if Path(STAGE_OUTPUTS["report"]["report"]).is_file():
+        atexit.register(
+            print,
+            f"Report: {Path(STAGE_OUTPUTS['report']['report']).resolve()}",
+            file=sys.stderr,
+        )

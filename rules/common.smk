@@ -249,28 +249,3 @@ def stage_outputs(wildcards=None, exclude=("report",)):
 
 def all_outputs(wildcards=None):
     return stage_outputs(exclude=())
-
-
-def report_inputs(wildcards):
-    """The files the report shows, by name (empty lists for a stage that did not run)."""
-    ingest, diversity = STAGE_OUTPUTS["ingest"], STAGE_OUTPUTS["diversity"]
-    differential = STAGE_OUTPUTS["differential"]
-    association = STAGE_OUTPUTS.get("association", {})
-    return {
-        "cohort_info": cohort_file("cohort.json"),
-        "participants": cohort_file("participants.tsv"),
-        "ledger": ingest["ledger"],
-        "alpha_tests": diversity["alpha_tests"],
-        "permanova": diversity["permanova"],
-        "permdisp": diversity["permdisp"],
-        "alpha_figure": diversity["alpha_figure"],
-        "pcoa_figures": diversity["pcoa_figures"],
-        "consensus": differential["consensus"],
-        "differential_figures": [differential["agreement_figure"]]
-        + differential["volcano_figures"],
-        "associations": association.get("table", []),
-        "association_summary": association.get("summary", []),
-        "association_figures": association.get("figures", []),
-        "classification": STAGE_OUTPUTS["classification"]["classification"],
-        "provenance": STAGE_OUTPUTS["report"]["provenance"],
-    }

@@ -1,10 +1,12 @@
-# Provenance of the run and the self-contained HTML report (both read every stage's outputs).
-# Their inputs are functions (stage_outputs, report_inputs in common.smk), evaluated after
-# every rule file is included, so they see every stage's outputs whatever the include order.
+# Provenance of the run, the self-contained HTML report and the results folder's README.md
+# (they read every stage's declared outputs). Their input is a function (stage_outputs in
+# common.smk), evaluated after every rule file is included, so they see every stage's outputs
+# whatever the include order; the report finds each file by its path under outdir.
 
 STAGE_OUTPUTS["report"] = {
     "provenance": out("provenance.json"),
     "report": out("report/report.html"),
+    "readme": out("README.md"),
 }
 
 
@@ -34,13 +36,15 @@ rule provenance:
 
 rule report:
     input:
-        unpack(report_inputs),
+        files=stage_outputs,
+        provenance=STAGE_OUTPUTS["report"]["provenance"],
     output:
-        report(
+        report=report(
             STAGE_OUTPUTS["report"]["report"],
             caption="../resources/report/report.rst",
             category="Report",
         ),
+        readme=STAGE_OUTPUTS["report"]["readme"],
     log:
         log_path("report"),
     benchmark:
@@ -53,15 +57,9 @@ rule report:
         runtime=job_runtime(),
     params:
         py=PY,
+        # README.md sits at the top of the output directory.
+        results=lambda wildcards, output: Path(output.readme).parent,
     shell:
-        "{params.py} workflow_scripts.report.build --cohort-info {input.cohort_info:q}"
-        " --participants {input.participants:q} --ledger {input.ledger:q}"
-        " --alpha-tests {input.alpha_tests:q} --permanova {input.permanova:q}"
-        " --permdisp {input.permdisp:q} --alpha-figure {input.alpha_figure:q}"
-        " --pcoa-figures {input.pcoa_figures:q} --consensus {input.consensus:q}"
-        " --differential-figures {input.differential_figures:q}"
-        " --associations {input.associations:q}"
-        " --association-summary {input.association_summary:q}"
-        " --association-figures {input.association_figures:q}"
-        " --classification {input.classification:q} --provenance {input.provenance:q}"
-        " --out {output:q} --log {log:q}"
+        "{params.py} workflow_scripts.report.build --results {params.results:q}"
+        " --files {input.files:q} {input.provenance:q} --out {output.report:q}"
+        " --readme {output.readme:q} --log {log:q}"

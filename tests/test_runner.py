@@ -82,11 +82,12 @@ def test_stage_input_errors_name_the_problem_and_the_fix(cohort_dir, tmp_path, c
 
 
 def test_an_internal_error_is_one_line_with_the_traceback_in_the_log(tmp_path, capsys):
-    missing = tmp_path / "no_such" / "cohort.json"
-    status, err, log = run(report.main, ["--cohort-info", missing, "--participants", "p", "--ledger", "l",
-                                         "--out", tmp_path / "report.html"], tmp_path / "report.log", capsys)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    status, err, log = run(report.main, ["--results", tmp_path, "--out", blocker / "report.html"],
+                           tmp_path / "report.log", capsys)
     assert status == 1 and "Traceback" not in err
-    line = f"internal error: FileNotFoundError: [Errno 2] No such file or directory: '{missing}' " \
+    line = f"internal error: FileExistsError: [Errno 17] File exists: '{blocker}' " \
            f"(the full traceback is in {tmp_path / 'report.log'})"
     assert line in err and line in log
     assert "Traceback (most recent call last)" in log
@@ -107,3 +108,27 @@ def test_one_table_and_one_json_writer(tmp_path):
     assert runner.read_table(tmp_path / "r.tsv")["id"].iloc[0] == "NA"  # only an empty cell is missing
     runner.write_json({"b": 1, "a": {"z": [1, 2]}}, tmp_path / "j.json")
     assert (tmp_path / "j.json").read_text() == '{\n  "a": {\n    "z": [\n      1,\n      2\n    ]\n  },\n  "b": 1\n}\n'
+
+
+def test_every_command_logs_what_it_read_and_wrote(tmp_path, capsys):
+    """No empty logs: runner.run names the files a command read and wrote, from its path arguments."""
+    source, target = tmp_path / "in.tsv", tmp_path / "out" / "result.tsv"
+    source.write_text("x\n1\n")
+
+    def copy(args):
+        runner.write_table(runner.read_table(args.input), args.output)
+
+    parser = runner.parser("copy")
+    parser.add_argument("--input")
+    parser.add_argument("--output")
+    parser.add_argument("--settings")
+    runner.command(parser, copy)
+    status = runner.run(parser, ["--input", str(source), "--output", str(target), "--settings", '{"a": 1}',
+                                 "--log", str(tmp_path / "copy.log")], "copy")
+    log = (tmp_path / "copy.log").read_text()
+    assert status == 0
+    assert f"INFO copy: read {source}\n" in log and f"INFO copy: wrote {target}\n" in log
+    assert '{"a": 1}' not in log  # settings are not files
+    status = runner.run(parser, ["--input", str(source), "--output", str(source), "--log",
+                                 str(tmp_path / "same.log")], "copy")
+    assert "wrote " + str(source) in (tmp_path / "same.log").read_text()  # changed: written, not read

@@ -5,7 +5,7 @@ explicit file paths (the rules own every file name); its ``main`` is
 :func:`entry_point`, which runs :func:`run`:
 
 - sends the log to stderr and to the ``--log`` file;
-- runs the command;
+- runs the command and logs the files it read and wrote (so no log is empty);
 - on bad input (:class:`~workflow_scripts.errors.InputError`) writes one line
   per problem (file, row or id, the fix) to stderr and the log and exits
   with status 1, without a traceback;
@@ -119,14 +119,63 @@ def entry_point(build_parser, name: str):
     return main
 
 
+#: Arguments that are never files (the log is the run's own; settings are JSON text).
+NOT_FILES = {"log", "function", "settings", "command"}
+#: Files named one by one in the log line, at most (the rest counted).
+LOG_FILES_SHOWN = 12
+
+
+def _file_arguments(args: argparse.Namespace) -> list[str]:
+    """Every argument value that names a path (a string, or a list of strings), in order."""
+    found = []
+    for name, value in vars(args).items():
+        if name in NOT_FILES or value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, Path)) and str(item) and not str(item).lstrip().startswith(("{", "[", "@")):
+                found.append(str(item))
+    return found
+
+
+def _state(path: str):
+    """(exists, modification time) of ``path``; a value that cannot be a path counts as absent."""
+    try:
+        stat = Path(path).stat()
+    except (OSError, ValueError):
+        return None
+    return stat.st_mtime_ns
+
+
+def _names(paths: list[str]) -> str:
+    shown = [p + ("/" if Path(p).is_dir() else "") for p in paths[:LOG_FILES_SHOWN]]
+    more = f" and {len(paths) - LOG_FILES_SHOWN} more" if len(paths) > LOG_FILES_SHOWN else ""
+    return ", ".join(shown) + more
+
+
+def log_files(log: logging.Logger, args: argparse.Namespace, before: dict) -> None:
+    """Log what the command read (paths that existed and did not change) and wrote (new or changed)."""
+    read, wrote = [], []
+    for path, then in before.items():
+        now = _state(path)
+        if now is None:
+            continue
+        (read if then is not None and then == now else wrote).append(path)
+    if read:
+        log.info("read %s", _names(read))
+    log.info("wrote %s", _names(wrote) if wrote else "nothing")
+
+
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None, name: str = "workflow") -> int:
     """Parse ``argv``, run the command the parser set (:func:`command`), report errors; the exit status.
 
-    ``name`` names the stage in the log lines.
+    ``name`` names the stage in the log lines. Every successful command logs
+    the files it read and wrote (from its path arguments), so no job's log is
+    empty.
     """
     log = logging.getLogger(name)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log", None))
+    before = {path: _state(path) for path in dict.fromkeys(_file_arguments(args))}
     try:
         args.function(args)
     except InputError as err:
@@ -142,4 +191,5 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None, name: st
         else:
             traceback.print_exc()
         return 1
+    log_files(log, args, before)
     return 0

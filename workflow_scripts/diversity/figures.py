@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 
-from ..plotting import plt, save
+from ..plotting import plt, save, site_colours, status_colours
 
 
 def _pair_segments(info: pd.DataFrame, data: pd.Series, case: str, control: str) -> np.ndarray:
@@ -24,40 +24,51 @@ def _pair_segments(info: pd.DataFrame, data: pd.Series, case: str, control: str)
 
 
 def alpha_boxplots(values: pd.DataFrame, labels: pd.DataFrame, case: str, control: str, path) -> None:
-    """One panel per metric: boxes by status, a grey line joining each household pair.
+    """One panel per metric: boxes by status (the status colours), a grey line joining each household pair.
 
     ``values`` is participants x metrics; ``labels`` has participant_id, status, household.
     """
     info = labels.set_index("participant_id")
     metrics = list(values.columns)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    colours = status_colours(case, control)
+    columns = min(len(metrics), 4)
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns + 0.4, 2.7 * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes.flat, metrics):
         data = values[metric].reindex(info.index)
         groups = [data[info["status"] == lab].dropna() for lab in (control, case)]
-        ax.add_collection(LineCollection(_pair_segments(info, data, case, control), colors="0.75",
+        ax.add_collection(LineCollection(_pair_segments(info, data, case, control), colors="0.8",
                                          linewidths=0.6, zorder=1))
-        ax.boxplot(groups, widths=0.5, showfliers=False, zorder=2)
+        boxes = ax.boxplot(groups, widths=0.5, showfliers=False, zorder=2, patch_artist=True,
+                           medianprops={"color": "black"})
+        for box, label in zip(boxes["boxes"], (control, case)):
+            box.set(facecolor=colours[label], alpha=0.35, edgecolor=colours[label])
         ax.set_xticks([1, 2], [control, case])
-        ax.set_title(metric.replace("_", " "), fontsize=9)
-    fig.tight_layout()
+        ax.set_title(metric.replace("_", " "))
     save(fig, path)
 
 
 def pcoa_plot(ordination, labels: pd.DataFrame, metric: str, case: str, path) -> None:
-    """PC1 vs PC2 coloured by status (left) and by site (right)."""
+    """PC1 vs PC2 coloured by status (left, the status colours) and by site (right, the site palette)."""
     coords = ordination.samples.reindex(labels.index)
     explained = ordination.proportion_explained
     x, y = coords.iloc[:, 0], coords.iloc[:, 1] if coords.shape[1] > 1 else np.zeros(len(coords))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    statuses = sorted(labels["status"].unique(), key=lambda s: s != case)
+    control = next((s for s in statuses if s != case), case)
+    palettes = {"status": status_colours(case, control), "site": site_colours(labels["site"])}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for ax, column in zip(axes, ("status", "site")):
-        levels = sorted(labels[column].unique())
-        cmap = plt.get_cmap("tab10")
-        for i, level in enumerate(levels):
+        colours = palettes[column]
+        for level in sorted(labels[column].unique()):
             mask = (labels[column] == level).to_numpy()
-            ax.scatter(x[mask], y[mask], s=12, alpha=0.8, color=cmap(i % 10), label=level)
+            ax.scatter(x[mask], y[mask], s=12, alpha=0.8, color=colours.get(level, "0.5"), label=level,
+                       linewidths=0)
         ax.set_xlabel(f"PC1 ({explained.iloc[0]:.1%})")
         ax.set_ylabel(f"PC2 ({explained.iloc[1]:.1%})" if len(explained) > 1 else "PC2")
-        ax.set_title(f"{metric.replace('_', ' ')} by {column}", fontsize=10)
-        ax.legend(fontsize=7, markerscale=1.2, frameon=False)
-    fig.tight_layout()
+        ax.set_title(f"{metric.replace('_', ' ')}, by {column}")
+        # Beside the axes, never over the points.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=1.5, borderaxespad=0.2)
     save(fig, path)
