@@ -320,7 +320,10 @@ def runs(tmp_path_factory):
     probe = subprocess.run(["timeout", "120", "srun", "-N1", "-n1", "-t", "1", "--mem", "100", "true"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
-        problem = f"Slurm answers but a 1-minute test job failed: {probe.stderr.strip()!r}"
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %T %r %M"], capture_output=True, text=True).stdout
+        node = subprocess.run(["sinfo", "-h", "-o", "%t %E"], capture_output=True, text=True).stdout
+        problem = (f"Slurm answers but a 1-minute test job failed: {probe.stderr.strip()!r}; "
+                   f"node: {node.strip()!r}; queue: {queue.strip()!r}")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(problem)
         pytest.skip(problem)
