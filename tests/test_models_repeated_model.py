@@ -256,6 +256,10 @@ def test_levels_that_cannot_be_separated_are_left_out():
     ols = fit_repeated(Y[first], X[first], part[first], part[first])
     assert ols.levels == () and ols.method == "OLS" and np.isfinite(ols.df)
     assert (ols.group_var == 0).all() and (ols.icc == 0).all()
+    # households of two among unpaired people: a household variance needs ten of them
+    hh_few = np.where(hh < 5, hh, 1000 + part)
+    assert fit_repeated(Y, X, part, hh_few).levels == ("participant",)
+    assert fit_repeated(Y, X, part, np.where(hh < 14, hh, 1000 + part)).levels == ("participant", "household")
     # one site: no site level
     assert fit_repeated(Y, X, part, hh, np.zeros(len(part))).levels == ("participant", "household")
 

@@ -17,8 +17,8 @@ participant contributes:
 
 The random intercepts that cannot be told apart from the level below are left
 out and the ``model`` column says which were fitted: no participant with two
-samples, no participant level; no household with two participants (an unpaired
-cohort), no household level; neither, ordinary least squares.
+samples, no participant level; fewer than 10 households with two participants
+(an unpaired cohort), no household level; neither, ordinary least squares.
 
 Rank test: with household pairs (a case and a control of one household),
 ``paired_wilcoxon``, the Wilcoxon signed-rank test of the within-household
@@ -145,7 +145,7 @@ def mixed_model(values: pd.DataFrame, design: Design, owners, fixed_text: str) -
     term = test_term(fit, "status")
     random = {("participant", "household"): " + (1 | household/participant)",
               ("participant",): " + (1 | participant)", ("household",): " + (1 | household)",
-              (): " (one row per participant, no household of two: OLS)"}[fit.levels]
+              (): " (one row per participant, fewer than 10 households of two: OLS)"}[fit.levels]
     aliased = x_participants.attrs["aliased"]
     text = fixed_text + random + (f"; aliased, dropped: {', '.join(aliased)}" if aliased else "")
     return pd.DataFrame({"metric": values.columns, "test": "mixed_model", "effect": term["effect"].to_numpy(),
