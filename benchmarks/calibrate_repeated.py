@@ -129,7 +129,7 @@ def run_scenario(name: str, seeds) -> dict:
             summary[model][metric] = {"median": float(np.median(values)), "p10": float(np.percentile(values, 10)),
                                       "p90": float(np.percentile(values, 90)), "mean": float(values.mean()),
                                       "n": int(values.size)} if values.size else None
-    return {"arguments": args, "seeds": list(seeds), "summary": summary, "per_seed": per_seed}
+    return {"arguments": args, "seeds": [min(seeds), max(seeds)], "summary": summary}
 
 
 def main(argv=None) -> int:
