@@ -286,3 +286,17 @@ def test_imsms_site_explains_more_than_status(imsms_cohort):
     assert site["r2"] > 3 * status["r2"] and site["p_value"] == pytest.approx(0.01)
     assert table.loc[("status", "status"), "strata"] == "household"
     assert 0.001 < table.loc[("status", "status"), "r2"] < 0.01
+
+
+def test_the_policy_is_in_the_validated_config_provenance_records():
+    """The schema fills diversity.repeated_samples (default all); provenance.json records the whole config."""
+    from conftest import REPO
+    from workflow_scripts.config_check import validate_config
+    from workflow_scripts.provenance import collect
+
+    config = {"inputs": {"participants": "p.tsv", "stool_manifest": "s.tsv", "abundance": "a.biom",
+                         "abundance_kind": "counts"}, "outdir": "results"}
+    validate_config(config, REPO / "config" / "schema" / "diversity.schema.yaml")
+    assert config["diversity"]["repeated_samples"] == "all"
+    recorded = collect(config, [], "results")
+    assert recorded["config"]["diversity"]["repeated_samples"] == "all"

@@ -89,3 +89,19 @@ def test_zero_replacement_is_a_pseudo_count_or_a_multiple_of_the_row_minimum(pro
         smallest = rel.where(rel > 0).min(axis=1)
         expected = rel.where(rel > 0, np.outer(fraction * smallest, np.ones(rel.shape[1])))
         np.testing.assert_array_equal(out.to_numpy(), expected.to_numpy())
+
+
+def test_sample_design_repeats_each_participants_row(cohort_tables):
+    from workflow_scripts.design import build_design
+    from workflow_scripts.transforms import sample_design
+
+    participants, samples = cohort_tables
+    design = build_design(participants, ["age"], "MS", samples=samples)  # c4 has no age
+    owners = sample_participants(samples.index, samples)
+    keep, x, part, house = sample_design(design, owners)
+    assert keep.tolist() == [True] * 7 + [False]
+    assert list(part) == ["p1", "p1", "c1", "p2", "c2", "p3", "p4"]
+    assert list(house[:5]) == ["H1", "H1", "H1", "H2", "H2"] and house[5] == "_unpaired_p3"
+    matrix = design.matrix()
+    np.testing.assert_array_equal(x.to_numpy(), matrix.loc[part].to_numpy())
+    assert x.attrs["aliased"] == matrix.attrs["aliased"]

@@ -8,7 +8,7 @@ Repeated stool samples (``repeated_samples: all | first | sum | mean``, default 
       :func:`workflow_scripts.models.repeated_model.fit_repeated`), so a
       participant with four samples is one participant with four measurements,
       never four participants. :func:`sample_participants` gives each row's
-      participant.
+      participant and :func:`sample_design` the design's rows for them.
     - ``first``: the participant's first stool sample (earliest
       ``collection_date``, then sample id;
       :func:`workflow_scripts.design.first_samples`), values unchanged.
@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .design import first_samples
+from .design import Design, first_samples
 from .ledger import Ledger
 
 
@@ -128,6 +128,40 @@ def one_row_per_participant(repeated_samples: str) -> str:
 def sample_participants(index, samples: pd.DataFrame) -> np.ndarray:
     """The participant of each sample id in ``index`` (rows of an ``all`` profile table)."""
     return samples.loc[pd.Index(index), "participant_id"].to_numpy()
+
+
+def sample_design(design: Design, participants) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray]:
+    """What :func:`~workflow_scripts.models.repeated_model.fit_repeated` needs for rows of samples.
+
+    Parameters
+    ----------
+    design : Design
+        The participants' design (one row per participant).
+    participants : array_like
+        The participant of every row (sample) to fit.
+
+    Returns
+    -------
+    keep : ndarray of bool
+        Rows whose participant the design keeps (the others miss a covariate).
+    X : DataFrame
+        ``design.matrix()`` repeated for each kept row (aliased columns dropped,
+        their names in ``X.attrs["aliased"]``).
+    participants, households : ndarray
+        Labels of the kept rows (unpaired participants: a household of their own).
+
+    Example::
+
+        keep, X, part, house = sample_design(design, sample_participants(clr.index, samples))
+        fit = fit_repeated(clr[keep], X, part, house)
+    """
+    owners = pd.Index(np.asarray(participants, dtype=object))
+    keep = owners.isin(design.frame.index)
+    matrix = design.matrix()
+    x = matrix.loc[owners[keep]]
+    x.attrs["aliased"] = matrix.attrs["aliased"]
+    return (np.asarray(keep), x, owners[keep].to_numpy(),
+            design.frame.loc[owners[keep], "household"].to_numpy())
 
 
 def prevalence(profiles: pd.DataFrame) -> pd.Series:

@@ -43,6 +43,7 @@ from ..design import Design, first_samples
 from ..models.mixed_model import test_term
 from ..models.repeated_model import fit_repeated
 from ..models.signed_rank import signed_rank_test
+from ..transforms import sample_design
 
 COLUMNS = ["metric", "test", "effect", "se", "statistic", "p_value", "n", "n_pairs", "model", "n_participants"]
 
@@ -135,18 +136,13 @@ def mixed_model(values: pd.DataFrame, design: Design, owners, fixed_text: str) -
     fixed_text : str
         The fixed part of the model, for the ``model`` column.
     """
-    owners = pd.Index(np.asarray(owners, dtype=object))
-    keep = owners.isin(design.frame.index)
-    x_participants = design.matrix()
-    x = x_participants.loc[owners[keep]]
-    y = values.to_numpy(dtype=float)[keep]
-    households = design.frame.loc[owners[keep], "household"].to_numpy()
-    fit = fit_repeated(y, x, participants=owners[keep].to_numpy(), households=households)
+    keep, x, participants, households = sample_design(design, owners)
+    fit = fit_repeated(values.to_numpy(dtype=float)[keep], x, participants, households)
     term = test_term(fit, "status")
     random = {("participant", "household"): " + (1 | household/participant)",
               ("participant",): " + (1 | participant)", ("household",): " + (1 | household)",
               (): " (one row per participant, fewer than 10 households of two: OLS)"}[fit.levels]
-    aliased = x_participants.attrs["aliased"]
+    aliased = x.attrs["aliased"]
     text = fixed_text + random + (f"; aliased, dropped: {', '.join(aliased)}" if aliased else "")
     return pd.DataFrame({"metric": values.columns, "test": "mixed_model", "effect": term["effect"].to_numpy(),
                          "se": term["se"].to_numpy(), "statistic": term["stat"].to_numpy(),

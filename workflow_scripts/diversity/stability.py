@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..design import Design
 from ..models.repeated_model import fit_repeated
-from ..transforms import clr_abundance, is_unassigned
+from ..transforms import clr_abundance, is_unassigned, sample_design
 
 COLUMNS = ["feature", "prevalence", "icc", "participant_share", "var_participant", "var_household",
            "var_residual", "presence_agreement", "persistence", "n_participants_repeated", "n_samples",
@@ -87,9 +87,8 @@ def stability(table: pd.DataFrame, samples: pd.DataFrame, design: Design, kind: 
         summary["note"] = f"skipped: no taxon is present in {min_prevalence:.0%} of the samples"
         return pd.DataFrame(columns=COLUMNS), summary
     clr = clr_abundance(table, kind)[taxa]
-    x = design.matrix().loc[owner.to_numpy()]
-    households = design.frame.loc[owner.to_numpy(), "household"].to_numpy()
-    fit = fit_repeated(clr, x, participants=owner.to_numpy(), households=households)
+    _, x, participants, households = sample_design(design, owner.to_numpy())  # every row is kept here
+    fit = fit_repeated(clr, x, participants, households)
 
     rep_present = present.loc[repeated.to_numpy(), taxa]
     by_person = rep_present.groupby(owner[repeated].to_numpy())
