@@ -17,6 +17,11 @@ Per taxon, from every kept stool sample of the participants who gave two or more
   ``persistence``: among those participants in whom the taxon is seen at all,
   the fraction in whom it is seen in every sample.
 
+The model has one correlation for every pair of a participant's samples; when
+samples close in time are more alike than distant ones (they usually are), the
+ICC is an average over the pairs the cohort has, so compare it between cohorts
+with similar sampling intervals.
+
 Taxa present in fewer than ``stability_min_prevalence`` of the samples, and the
 unassigned bucket, are left out. A CLR of a taxon absent from a sample is the
 pseudo-count's log-ratio, so the ICC of a rarely seen taxon mixes its
