@@ -1,4 +1,5 @@
-# Diversity: alpha, beta, ordination, PERMANOVA and PERMDISP, with figures.
+# Diversity: alpha, beta, ordination, PERMANOVA and PERMDISP, within-participant stability,
+# with figures. Per-metric test parts are hand-offs under intermediate/diversity/.
 
 STAGE_OUTPUTS["diversity"] = {
     "alpha": out("diversity/alpha.tsv"),
@@ -10,6 +11,9 @@ STAGE_OUTPUTS["diversity"] = {
     "pcoa_figures": expand(
         out("diversity/figures/pcoa_{metric}.png"), metric=diversity_metrics()
     ),
+    "stability": out("diversity/stability.tsv"),
+    "stability_summary": out("diversity/stability.json"),
+    "stability_figure": out("diversity/figures/stability.png"),
 }
 
 
@@ -53,8 +57,8 @@ rule diversity_beta:
     output:
         beta=out("diversity/beta_{metric}.tsv"),
         pcoa=out("diversity/pcoa_{metric}.txt"),
-        permanova=out("diversity/parts/permanova_{metric}.tsv"),
-        permdisp=out("diversity/parts/permdisp_{metric}.tsv"),
+        permanova=out("intermediate/diversity/permanova_{metric}.tsv"),
+        permdisp=out("intermediate/diversity/permdisp_{metric}.tsv"),
         figure=report(
             out("diversity/figures/pcoa_{metric}.png"),
             caption="../resources/report/pcoa.rst",
@@ -89,10 +93,12 @@ rule diversity_beta:
 rule diversity_tests:
     input:
         permanova=expand(
-            out("diversity/parts/permanova_{metric}.tsv"), metric=diversity_metrics()
+            out("intermediate/diversity/permanova_{metric}.tsv"),
+            metric=diversity_metrics(),
         ),
         permdisp=expand(
-            out("diversity/parts/permdisp_{metric}.tsv"), metric=diversity_metrics()
+            out("intermediate/diversity/permdisp_{metric}.tsv"),
+            metric=diversity_metrics(),
         ),
     output:
         permanova=out("diversity/permanova.tsv"),
@@ -113,3 +119,36 @@ rule diversity_tests:
         "{params.py} workflow_scripts.diversity.cli gather"
         " --permanova-parts {input.permanova:q} --permdisp-parts {input.permdisp:q}"
         " --permanova {output.permanova:q} --permdisp {output.permdisp:q} --log {log:q}"
+
+
+# Every stool sample of the participants who gave several: ICC and presence agreement per taxon
+# (skipped with a note in stability.json when no participant has two samples).
+rule diversity_stability:
+    input:
+        cohort=cohort_outputs(),
+    output:
+        stability=out("diversity/stability.tsv"),
+        summary=out("diversity/stability.json"),
+        figure=report(
+            out("diversity/figures/stability.png"),
+            caption="../resources/report/stability.rst",
+            category="Diversity",
+        ),
+    log:
+        log_path("diversity_stability"),
+    benchmark:
+        benchmark_path("diversity_stability")
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb(2),
+        runtime=job_runtime(),
+    params:
+        py=PY,
+        settings=as_json(diversity_settings()),
+        cohort_dir=cohort_dir,
+    shell:
+        "{params.py} workflow_scripts.diversity.cli stability --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --stability {output.stability:q}"
+        " --summary {output.summary:q} --figure {output.figure:q} --log {log:q}"

@@ -1,8 +1,9 @@
 """The Kiel MS cohort (troci_ms_bcell, ms_vs_hc_stool) converted to the contract ingests completely.
 
 36 MS patients with 1-4 stool samples each (95 samples), 54 unrelated healthy
-controls with one each, no households: an unpaired design. Skipped when
-../shared is absent.
+controls with one each, no households: an unpaired design. The whole workflow
+runs to the report (the diversity stage uses every sample with a participant
+intercept; see README). Skipped when ../shared is absent.
 """
 
 from __future__ import annotations
@@ -89,8 +90,30 @@ def test_example_config_is_valid():
     assert config["control_label"] == "HC" and config["inputs"]["taxonomy"].startswith("results/troci_example")
 
 
+def test_diversity_uses_every_sample_without_households(troci_cohort):
+    """Issue 12 item 3 (diversity) and issue 16: no KeyError; the rank-sum test replaces the paired one,
+    the mixed model takes all 149 samples with a participant intercept, and 30 patients with 2-4
+    samples give the stability report."""
+    from workflow_scripts.design import build_design
+    from workflow_scripts.diversity.analysis import DiversitySettings, run
+    from workflow_scripts.diversity.stability import stability
+
+    cohort, _ = troci_cohort
+    res = run(cohort, DiversitySettings.from_config(covariates=["sex", "age"], metrics=["braycurtis"],
+                                                  permutations=99, seed=1))
+    tests = res.alpha_tests.set_index(["test", "metric"])
+    assert set(res.alpha_tests["test"]) == {"rank_sum", "mixed_model"}
+    model = tests.loc[("mixed_model", "shannon")]
+    assert model["n"] == 149 and model["n_participants"] == 90 and "(1 | participant)" in model["model"]
+    assert tests.loc[("rank_sum", "shannon"), "n"] == 90
+    assert (res.permanova["strata"] == "none").all() and res.distances["braycurtis"].shape == (90, 90)
+    design = build_design(cohort.participants, ["sex", "age"], "MS", samples=cohort.samples)
+    table, summary = stability(cohort.table("taxa").loc[cohort.samples.index], cohort.samples, design, "counts")
+    assert summary["n_participants_repeated"] == 30 and summary["levels"] == ["participant"]
+    assert len(table) > 50 and 0.2 < summary["median_icc"] < 0.8
+
+
 @pytest.mark.workflow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: stages on unpaired designs")
 def test_whole_workflow_runs_to_the_report(converted, tmp_path):
     _, config = converted
     config = dict(config, outdir=str(tmp_path / "results"))

@@ -191,6 +191,89 @@ def test_stool_samples_depth_and_repeats(large):
     assert large.feature_species.value_counts().between(1, 3).all()
 
 
+# --------------------------------------------------------------------------- repeated samples
+
+
+def repeated_cohort(**kwargs):
+    return generate(n_households=100, n_unpaired=0, n_sites=3, n_species=60, n_variants=5, seed=2,
+                    samples_per_participant=kwargs.pop("k", 3), **kwargs)
+
+
+def core_species_clr(cohort):
+    """CLR of the species present in every gut (samples x species) and each sample's participant."""
+    from workflow_scripts.transforms import clr_abundance
+
+    counts = cohort.species_counts().T
+    participant = cohort.stool_manifest.set_index("sample_id").loc[counts.index, "participant_id"]
+    truth = cohort.truth_species.set_index("feature")
+    core = [f for f in truth.index[truth["prevalence"] == 1] if f in counts.columns]
+    return clr_abundance(counts, "counts")[core], participant
+
+
+@pytest.mark.parametrize("within_sd", [0.5, 1.5])
+def test_k_samples_per_participant_with_the_planted_within_person_variance(within_sd):
+    """Every participant gives K samples; the nested model recovers the planted latent ICC."""
+    from workflow_scripts.models.repeated_model import fit_repeated
+
+    cohort = repeated_cohort(within_sd=within_sd)
+    m = cohort.stool_manifest
+    assert (m.groupby("participant_id").size() == 3).all()
+    dates = pd.to_datetime(m["collection_date"])
+    assert (dates.groupby(m["participant_id"]).diff().dropna().dt.days >= 60).all()  # months apart, in order
+    truth = cohort.notes["repeated_samples"]
+    between = 0.5**2 + 0.5**2 + 0.7**2
+    assert truth["latent_icc"] == pytest.approx(between / (between + within_sd**2))
+    assert cohort.params["samples_per_participant"] == 3 and cohort.params["within_sd"] == within_sd
+    clr, participant = core_species_clr(cohort)
+    people = cohort.participants.set_index("participant_id").loc[participant]
+    X = np.column_stack([np.ones(len(clr)), (people["status"] == "MS").to_numpy(float),
+                         pd.get_dummies(people["site"], drop_first=True, dtype=float).to_numpy()])
+    fit = fit_repeated(clr, X, participant.to_numpy(), people["household_id"].to_numpy())
+    assert np.median(fit.icc) == pytest.approx(truth["latent_icc"], abs=0.06)
+
+
+def test_time_correlation_makes_close_samples_alike():
+    cohort = repeated_cohort(k=4, within_sd=1.0, time_correlation=0.8)
+    lags = cohort.notes["repeated_samples"]["latent_correlation_by_lag"]
+    assert len(lags) == 3 and lags[0] > lags[1] > lags[2] > cohort.notes["repeated_samples"]["latent_icc"]
+    clr, participant = core_species_clr(cohort)
+    values = clr.to_numpy().reshape(-1, 4, clr.shape[1])  # participants x visits x species (rows in visit order)
+    assert (participant.to_numpy().reshape(-1, 4) == participant.to_numpy().reshape(-1, 4)[:, :1]).all()
+    lag1 = ((values[:, 1:] - values[:, :-1]) ** 2).mean()
+    lag3 = ((values[:, 3] - values[:, 0]) ** 2).mean()
+    assert lag1 < 0.6 * lag3  # AR(1), rho 0.8: expected ratio (1 - 0.8) / (1 - 0.8^3) = 0.41
+
+
+def test_presence_turnover_makes_species_come_and_go():
+    def agreement(cohort):
+        counts = cohort.species_counts().T > 0
+        participant = cohort.stool_manifest.set_index("sample_id").loc[counts.index, "participant_id"]
+        by_person = counts.groupby(participant.to_numpy())
+        return (by_person.all() | ~by_person.any()).mean().mean()
+
+    stable, turning = repeated_cohort(), repeated_cohort(presence_turnover=0.3)
+    assert agreement(turning) < agreement(stable) - 0.1
+    np.testing.assert_allclose(turning.truth_species["prevalence"], stable.truth_species["prevalence"])
+
+
+def test_cli_writes_k_samples_and_the_truth(tmp_path):
+    assert main(["--outdir", str(tmp_path), "--households", "6", "--unpaired", "0", "--variants", "3",
+                 "--samples-per-participant", "4", "--within-sd", "1.2", "--time-correlation", "0.5",
+                 "--abundance-format", "tsv", "--genotype-format", "dosage"]) == 0
+    stool = pd.read_csv(tmp_path / "stool_manifest.tsv", sep="\t", comment="#")
+    assert (stool.groupby("participant_id").size() == 4).all()
+    truth = json.loads((tmp_path / "truth.json").read_text())["notes"]["repeated_samples"]
+    assert truth["within_variance"] == pytest.approx(1.44) and len(truth["latent_correlation_by_lag"]) == 3
+
+
+def test_repeated_options_are_checked():
+    for bad in ({"samples_per_participant": 0}, {"time_correlation": 1.0}, {"presence_turnover": 1.5},
+                {"within_sd": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            generate(**bad)
+    assert "repeated_samples" not in generate(n_households=4, n_variants=2).notes
+
+
 def test_taxonomy_strings_and_unassigned_bucket(small):
     tax = small.taxonomy["taxonomy"]
     parts = tax.str.split("; ")

@@ -9,8 +9,11 @@ from skbio.stats.composition import clr as skbio_clr
 
 from workflow_scripts.transforms import (
     clr_abundance,
+    REPEATED_SAMPLES,
+    one_row_per_participant,
     participant_profiles,
     repeated_sample_profiles,
+    sample_participants,
     replace_zeros,
     select_features,
 )
@@ -66,6 +69,13 @@ def test_repeated_samples_policy_pools_counts_and_averages_relative_profiles(coh
     assert pooled.loc["p1"].tolist() == [40, 100] and pooled.loc["c4"].tolist() == [1, 3]
     mean = repeated_sample_profiles(table, samples, "sum", "relative")
     np.testing.assert_allclose(mean.loc["p1"], [(0.1 + 0.75) / 2, (0.9 + 0.25) / 2])
+    closed = repeated_sample_profiles(table, samples, "mean", "counts")
+    np.testing.assert_allclose(closed.loc["p1"], [(0.1 + 0.75) / 2, (0.9 + 0.25) / 2])
+    every = repeated_sample_profiles(table, samples, "all", "counts")
+    assert every is table  # every sample is a row
+    assert list(sample_participants(every.index, samples)) == ["p1", "p1", "c1", "p2", "c2", "p3", "p4", "c4"]
+    assert REPEATED_SAMPLES[0] == "all"
+    assert [one_row_per_participant(p) for p in REPEATED_SAMPLES] == ["first", "first", "sum", "mean"]
     with pytest.raises(ValueError, match="repeated_samples"):
         repeated_sample_profiles(table, samples, "last", "counts")
 
@@ -79,3 +89,19 @@ def test_zero_replacement_is_a_pseudo_count_or_a_multiple_of_the_row_minimum(pro
         smallest = rel.where(rel > 0).min(axis=1)
         expected = rel.where(rel > 0, np.outer(fraction * smallest, np.ones(rel.shape[1])))
         np.testing.assert_array_equal(out.to_numpy(), expected.to_numpy())
+
+
+def test_sample_design_repeats_each_participants_row(cohort_tables):
+    from workflow_scripts.design import build_design
+    from workflow_scripts.transforms import sample_design
+
+    participants, samples = cohort_tables
+    design = build_design(participants, ["age"], "MS", samples=samples)  # c4 has no age
+    owners = sample_participants(samples.index, samples)
+    keep, x, part, house = sample_design(design, owners)
+    assert keep.tolist() == [True] * 7 + [False]
+    assert list(part) == ["p1", "p1", "c1", "p2", "c2", "p3", "p4"]
+    assert list(house[:5]) == ["H1", "H1", "H1", "H2", "H2"] and house[5] == "_unpaired_p3"
+    matrix = design.matrix()
+    np.testing.assert_array_equal(x.to_numpy(), matrix.loc[part].to_numpy())
+    assert x.attrs["aliased"] == matrix.attrs["aliased"]

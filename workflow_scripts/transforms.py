@@ -1,14 +1,26 @@
 """The abundance every per-feature test starts from: the one home of the transforms.
 
-Repeated stool samples
-    A participant is one observation, never one per stool sample.
-    :func:`participant_profiles` gives one row per participant:
-    ``repeated_samples: first`` takes the participant's first stool sample
-    (earliest ``collection_date``, then sample id;
-    :func:`workflow_scripts.design.first_samples`), ``sum`` pools the counts of
-    all their samples (relative abundances: their mean profile, each sample
-    closed to 1 first). Every stage that tests features uses it, so "the same
-    abundance" holds by construction.
+Repeated stool samples (``repeated_samples: all | first | sum | mean``, default ``all``)
+    The one policy every stage applies, :func:`repeated_sample_profiles`:
+
+    - ``all``: every kept stool sample is a row; the models then carry a
+      participant random intercept (nested in household;
+      :func:`workflow_scripts.models.repeated_model.fit_repeated`), so a
+      participant with four samples is one participant with four measurements,
+      never four participants. :func:`sample_participants` gives each row's
+      participant and :func:`sample_design` the design's rows for them.
+    - ``first``: the participant's first stool sample (earliest
+      ``collection_date``, then sample id;
+      :func:`workflow_scripts.design.first_samples`), values unchanged.
+    - ``sum``: the counts of all their samples added up (relative abundances:
+      their mean profile).
+    - ``mean``: the mean of their relative-abundance profiles, each sample
+      closed to 1 first, so a deep sample does not outweigh a shallow one.
+
+    Where a method needs one row per participant (a permutation test, an
+    ordination, a paired difference), ``all`` means the first sample
+    (:func:`one_row_per_participant`). :func:`participant_profiles` is the
+    building block.
 
 Prevalence
     :func:`select_features` keeps the features present in at least
@@ -35,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .design import first_samples
+from .design import Design, first_samples
 from .ledger import Ledger
 
 
@@ -76,17 +88,80 @@ def participant_profiles(table: pd.DataFrame, samples: pd.DataFrame, how: str = 
     raise ValueError(f"how must be 'first', 'sum' or 'mean', not {how!r}")
 
 
+#: The choices of ``repeated_samples``; the first is the default.
+REPEATED_SAMPLES = ("all", "first", "sum", "mean")
+
+
 def repeated_sample_profiles(table: pd.DataFrame, samples: pd.DataFrame, repeated_samples: str,
                              kind: str) -> pd.DataFrame:
     """The configured policy for repeated stool samples (``repeated_samples``; see the module docstring).
 
-    ``first`` keeps the first sample; ``sum`` pools counts, or averages relative profiles.
+    Parameters
+    ----------
+    table : DataFrame, samples x features
+    samples : DataFrame, the cohort's samples table
+    repeated_samples : {"all", "first", "sum", "mean"}
+    kind : {"counts", "relative"}
+        ``sum`` pools counts but averages relative profiles.
+
+    Returns
+    -------
+    DataFrame
+        ``all``: ``table`` itself (one row per sample, index sample_id); otherwise
+        one row per participant (index participant_id).
     """
-    if repeated_samples == "first":
-        return participant_profiles(table, samples, "first")
-    if repeated_samples != "sum":
-        raise ValueError(f"repeated_samples must be 'first' or 'sum', not {repeated_samples!r}")
-    return participant_profiles(table, samples, "sum" if kind == "counts" else "mean")
+    if repeated_samples not in REPEATED_SAMPLES:
+        raise ValueError(f"repeated_samples must be one of {', '.join(REPEATED_SAMPLES)}, "
+                         f"not {repeated_samples!r}")
+    if repeated_samples == "all":
+        return table
+    if repeated_samples == "sum" and kind != "counts":
+        return participant_profiles(table, samples, "mean")
+    return participant_profiles(table, samples, repeated_samples)
+
+
+def one_row_per_participant(repeated_samples: str) -> str:
+    """The policy where a method needs one row per participant: ``all`` becomes ``first``."""
+    return "first" if repeated_samples == "all" else repeated_samples
+
+
+def sample_participants(index, samples: pd.DataFrame) -> np.ndarray:
+    """The participant of each sample id in ``index`` (rows of an ``all`` profile table)."""
+    return samples.loc[pd.Index(index), "participant_id"].to_numpy()
+
+
+def sample_design(design: Design, participants) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray]:
+    """What :func:`~workflow_scripts.models.repeated_model.fit_repeated` needs for rows of samples.
+
+    Parameters
+    ----------
+    design : Design
+        The participants' design (one row per participant).
+    participants : array_like
+        The participant of every row (sample) to fit.
+
+    Returns
+    -------
+    keep : ndarray of bool
+        Rows whose participant the design keeps (the others miss a covariate).
+    X : DataFrame
+        ``design.matrix()`` repeated for each kept row (aliased columns dropped,
+        their names in ``X.attrs["aliased"]``).
+    participants, households : ndarray
+        Labels of the kept rows (unpaired participants: a household of their own).
+
+    Example::
+
+        keep, X, part, house = sample_design(design, sample_participants(clr.index, samples))
+        fit = fit_repeated(clr[keep], X, part, house)
+    """
+    owners = pd.Index(np.asarray(participants, dtype=object))
+    keep = owners.isin(design.frame.index)
+    matrix = design.matrix()
+    x = matrix.loc[owners[keep]]
+    x.attrs["aliased"] = matrix.attrs["aliased"]
+    return (np.asarray(keep), x, owners[keep].to_numpy(),
+            design.frame.loc[owners[keep], "household"].to_numpy())
 
 
 def prevalence(profiles: pd.DataFrame) -> pd.Series:

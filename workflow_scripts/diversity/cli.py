@@ -5,10 +5,12 @@
         --alpha-tests alpha_tests.tsv --ledger ledger.tsv --figure figures/alpha.png
     python -m workflow_scripts.diversity.cli beta --metric braycurtis --cohort ... --settings ... \\
         --distances beta_braycurtis.tsv --ordination pcoa_braycurtis.txt \\
-        --permanova parts/permanova_braycurtis.tsv --permdisp parts/permdisp_braycurtis.tsv \\
-        --figure figures/pcoa_braycurtis.png
+        --permanova intermediate/diversity/permanova_braycurtis.tsv \\
+        --permdisp intermediate/diversity/permdisp_braycurtis.tsv --figure figures/pcoa_braycurtis.png
     python -m workflow_scripts.diversity.cli gather --permanova-parts A.tsv B.tsv \\
         --permdisp-parts A.tsv B.tsv --permanova permanova.tsv --permdisp permdisp.tsv
+    python -m workflow_scripts.diversity.cli stability --cohort ... --settings ... \\
+        --stability stability.tsv --summary stability.json --figure figures/stability.png
 
 One job per beta metric, so a cluster (or two cores) runs them side by side;
 ``gather`` joins the metrics' tests in the order their files are given.
@@ -25,8 +27,9 @@ import pandas as pd
 from .. import runner
 from ..cohort import read_cohort
 from . import figures
-from .alpha_tests import participant_means
+from ..design import build_design
 from .analysis import PERMANOVA_COLUMNS, PERMDISP_COLUMNS, DiversitySettings, run
+from .stability import stability
 
 log = logging.getLogger("diversity")
 
@@ -52,8 +55,9 @@ def cmd_alpha(args) -> None:
     runner.write_table(results.alpha, args.alpha, index=True)
     runner.write_table(results.alpha_tests, args.alpha_tests)
     runner.write_table(results.ledger, args.ledger)
-    samples = cohort.samples.loc[results.alpha.index]
-    figures.alpha_boxplots(participant_means(results.alpha, samples), results.labels, cohort.case_label,
+    for row in results.alpha_tests.itertuples():
+        log.info("alpha %s, %s: effect %.4g, p %.3g (%s)", row.metric, row.test, row.effect, row.p_value, row.model)
+    figures.alpha_boxplots(results.alpha_participants, results.labels, cohort.case_label,
                            cohort.control_label, args.figure)
 
 
@@ -83,18 +87,36 @@ def cmd_gather(args) -> None:
                          row.r2, row.pseudo_f, row.p_value, row.strata)
 
 
+def cmd_stability(args) -> None:
+    """stability.tsv, its summary (with the note when skipped) and the stability figure."""
+    settings = DiversitySettings.from_config(runner.json_argument(args.settings))
+    cohort = read_cohort(args.cohort)
+    samples = cohort.samples
+    participants = cohort.participants.loc[pd.unique(samples["participant_id"])]
+    design = build_design(participants, settings.covariates, cohort.case_label, stage="diversity", samples=samples)
+    kind = "counts" if cohort.info["abundance_kind"] == "counts" else "relative"
+    table, summary = stability(cohort.table("taxa").loc[samples.index], samples, design, kind,
+                               settings.stability_min_prevalence)
+    log.info("stability: %s", summary["note"])
+    runner.write_table(table, args.stability)
+    runner.write_json(summary, args.summary)
+    figures.stability_plot(table, summary, args.figure)
+
+
 def parser():
     top, commands = runner.subcommands(__doc__, {
         "alpha": (cmd_alpha, "alpha diversity and its tests"),
         "beta": (cmd_beta, "one beta metric"),
-        "gather": (cmd_gather, "join the metrics' tests")})
-    alpha, beta, gather = commands.values()
-    for command in (alpha, beta):  # --cohort: the harmonised cohort directory (ingest output)
+        "gather": (cmd_gather, "join the metrics' tests"),
+        "stability": (cmd_stability, "within-participant stability of every taxon")})
+    alpha, beta, gather, stable = commands.values()
+    for command in (alpha, beta, stable):  # --cohort: the harmonised cohort directory (ingest output)
         runner.required(command, "cohort", "settings", "figure")
     runner.required(alpha, "alpha", "alpha-tests", "ledger")
     runner.required(beta, "metric", "distances", "ordination", "permanova", "permdisp")
     runner.required(gather, "permanova-parts", "permdisp-parts", nargs="*")
     runner.required(gather, "permanova", "permdisp")
+    runner.required(stable, "stability", "summary")
     return top
 
 

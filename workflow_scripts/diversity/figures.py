@@ -72,3 +72,36 @@ def pcoa_plot(ordination, labels: pd.DataFrame, metric: str, case: str, path) ->
         # Beside the axes, never over the points.
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=1.5, borderaxespad=0.2)
     save(fig, path)
+
+
+def stability_plot(table: pd.DataFrame, summary: dict, path) -> None:
+    """Within-participant stability: the ICC of every taxon (left), and ICC against presence agreement (right).
+
+    ``table`` is the stability table (:mod:`.stability`); when it is empty the
+    figure shows the summary's note instead.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    if table.empty:
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0, 0.5, summary.get("note", "no stability estimates"), fontsize=9, wrap=True,
+                     transform=axes[0].transAxes)
+        fig.tight_layout()
+        save(fig, path)
+        return
+    icc = table["icc"].dropna()
+    axes[0].hist(icc, bins=np.linspace(0, 1, 21), color="0.45")
+    axes[0].axvline(icc.median(), color="tab:red", linewidth=1)
+    axes[0].set_xlabel("ICC (two samples of one participant)")
+    axes[0].set_ylabel("taxa")
+    axes[0].set_title(f"median ICC {icc.median():.2f} over {len(icc)} taxa", fontsize=10)
+    points = axes[1].scatter(table["presence_agreement"], table["icc"], c=table["prevalence"], s=14,
+                             cmap="viridis", vmin=0, vmax=1)
+    axes[1].set_xlabel("participants whose samples agree in presence")
+    axes[1].set_ylabel("ICC")
+    axes[1].set_xlim(-0.02, 1.02)
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_title(f"{summary['n_participants_repeated']} participants with 2+ samples", fontsize=10)
+    fig.colorbar(points, ax=axes[1], label="prevalence (samples)")
+    fig.tight_layout()
+    save(fig, path)

@@ -4,6 +4,8 @@
   fitted to thousands of features at once; :mod:`.group_rotation` is its
   Helmert rotation.
 - :mod:`.nested_model`: two nested random intercepts (household within site).
+- :mod:`.repeated_model`: repeated samples, participant within household (within
+  site), ``fit_repeated``; variance components and the within-participant ICC.
 - :mod:`.association`: genotype x microbiome tests for every variant x feature,
   the one entry point; :mod:`.association_core` holds the shared OLS algebra,
   :mod:`.cluster_robust` the household cluster-robust errors, :mod:`.tdist`

@@ -23,6 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--repeat-fraction", type=float, default=0.2,
                    help="fraction of participants with repeated stool samples (default 0.2)")
+    p.add_argument("--samples-per-participant", type=int, default=None, metavar="K",
+                   help="give every participant K stool samples, a few months apart (overrides --repeat-fraction)")
+    p.add_argument("--within-sd", type=float, default=0.3,
+                   help="SD of each stool sample's within-person noise on the latent log scale (default 0.3)")
+    p.add_argument("--time-correlation", type=float, default=0.0,
+                   help="lag-one correlation of the within-person noise over visits, AR(1) (default 0)")
+    p.add_argument("--presence-turnover", type=float, default=0.0,
+                   help="probability that a species' presence is drawn anew in each sample (default 0)")
     p.add_argument("--effect-size", type=float, default=1.0,
                    help="natural-log disease effect of planted species (default 1.0)")
     p.add_argument("--severity-effect", type=float, default=0.8,
@@ -48,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             n_households=args.households, n_unpaired=args.unpaired, n_sites=args.sites,
             n_species=args.species, n_variants=args.variants, repeat_fraction=args.repeat_fraction,
             seed=args.seed, null=args.null, edge_cases=args.edge_cases, effect_size=args.effect_size,
-            severity_effect=args.severity_effect,
+            severity_effect=args.severity_effect, samples_per_participant=args.samples_per_participant,
+            within_sd=args.within_sd, time_correlation=args.time_correlation,
+            presence_turnover=args.presence_turnover,
         )
     except ValueError as err:
         _parser().error(str(err))

@@ -13,7 +13,9 @@ The simulation works on a latent log-abundance matrix, participants × species,
 where :math:`u_i` is the latent disease severity of patient :math:`i` (see
 :func:`_clinical`: it also drives EDSS, disease course and sNfL/GFAP) and
 :math:`\\kappa_s` the planted severity effect of species :math:`s`;
-and each stool sample adds its own noise :math:`\\epsilon_{js} \\sim N(0, 0.3^2)`.
+and each stool sample adds its own noise :math:`\\epsilon_{js} \\sim N(0, 0.3^2)`
+(``within_sd``; optionally an AR(1) series over a person's visits, ``time_correlation``,
+and with presence redrawn per sample, ``presence_turnover``: the within-person part).
 Species are present in a participant with probability equal to their prevalence
 (structural zeros, partly shared within a household); the composition of a sample
 is the softmax of :math:`\\eta + \\epsilon` over the present species, split over the
@@ -38,7 +40,7 @@ from . import taxa
 #: a name would change every cohort generated after it.
 STREAMS = (
     "design", "species", "truth", "variants", "genotypes", "latent", "presence",
-    "samples", "composition", "counts", "blood", "features", "tree", "edge", "severity",
+    "samples", "composition", "counts", "blood", "features", "tree", "edge", "severity", "turnover",
 )
 
 #: Classes a species can have in ``truth_species.tsv``.
@@ -602,21 +604,43 @@ def _presence(design, prevalence, rng) -> np.ndarray:
     return present
 
 
+def _sample_presence(present, participant, prevalence, turnover, rng) -> np.ndarray:
+    """Presence per stool sample: the participant's, each cell redrawn with probability ``turnover``.
+
+    A redrawn cell is Bernoulli(prevalence) anew, so a species comes and goes
+    between a person's samples while its prevalence stays as planted.
+    """
+    per_sample = present[participant]
+    if turnover <= 0:
+        return per_sample
+    shape = per_sample.shape
+    redraw = rng.random(shape) < turnover
+    fresh = rng.random(shape) < prevalence[None, :]
+    out = np.where(redraw, fresh, per_sample)
+    out[~out.any(1), np.argmax(prevalence)] = True  # nobody has an empty gut
+    return out
+
+
 @dataclass(frozen=True)
 class _Stool:
     participant: np.ndarray  # participant index per sample
     day: np.ndarray  # days since 2017-01-01
     depth: np.ndarray
     batch: np.ndarray
+    visit: np.ndarray  # 0 for a participant's first sample, 1 for the next, ...
 
 
-def _stool(design, repeat_fraction, median_depth, rng) -> _Stool:
-    """Stool samples: one each, two for ``repeat_fraction`` of participants (a quarter of those three)."""
+def _stool(design, repeat_fraction, median_depth, rng, samples_per_participant=None) -> _Stool:
+    """Stool samples: one each, two for ``repeat_fraction`` of participants (a quarter of those three);
+    or ``samples_per_participant`` each when given."""
     N = len(design.is_ms)
-    n_per = np.ones(N, int)
-    k = int(round(repeat_fraction * N))
-    repeated = rng.choice(N, size=k, replace=False)
-    n_per[repeated] = 2 + (rng.random(k) < 0.25)
+    if samples_per_participant is None:
+        n_per = np.ones(N, int)
+        k = int(round(repeat_fraction * N))
+        repeated = rng.choice(N, size=k, replace=False)
+        n_per[repeated] = 2 + (rng.random(k) < 0.25)
+    else:
+        n_per = np.full(N, int(samples_per_participant))
     participant = np.repeat(np.arange(N), n_per)
     M = len(participant)
     visit = np.arange(M) - np.repeat(np.cumsum(n_per) - n_per, n_per)
@@ -627,13 +651,27 @@ def _stool(design, repeat_fraction, median_depth, rng) -> _Stool:
     depth = np.maximum(np.round(median_depth * np.exp(rng.normal(0, 0.45, M))), 2000).astype(np.int64)
     batch = np.empty(M, int)
     batch[np.lexsort((np.arange(M), day))] = np.arange(M) // BATCH_SIZE
-    return _Stool(participant, day, depth, batch)
+    return _Stool(participant, day, depth, batch, visit)
 
 
-def _composition(eta, present, participant, rng) -> np.ndarray:
-    """True species composition of every stool sample: softmax over present species."""
-    x = eta[participant] + rng.normal(0, SAMPLE_SD, (len(participant), eta.shape[1]))
-    x = np.where(present[participant], x, -np.inf)
+def _composition(eta, present, stool: _Stool, rng, within_sd=SAMPLE_SD, time_correlation=0.0) -> np.ndarray:
+    """True species composition of every stool sample: softmax over present species.
+
+    Each sample adds within-person noise of SD ``within_sd`` to the participant's
+    latent log-abundance; with ``time_correlation`` rho > 0 the noise is an AR(1)
+    series over the participant's visits (consecutive samples correlate by rho,
+    samples ``d`` visits apart by rho^d), so samples close in time are more alike.
+    ``present`` is per sample (participants x species rows already expanded).
+    """
+    participant = stool.participant
+    noise = rng.normal(0, within_sd, (len(participant), eta.shape[1]))
+    if time_correlation > 0:
+        # visits are consecutive rows of a participant, so the previous visit is the previous row
+        for v in range(1, int(stool.visit.max()) + 1):
+            rows = np.flatnonzero(stool.visit == v)
+            noise[rows] = time_correlation * noise[rows - 1] + np.sqrt(1 - time_correlation**2) * noise[rows]
+    x = eta[participant] + noise
+    x = np.where(present, x, -np.inf)
     x -= x.max(1, keepdims=True)
     p = np.exp(x)
     return p / p.sum(1, keepdims=True)
@@ -862,6 +900,10 @@ def generate(
     n_genotype_main: int = 3,
     n_genotype_interaction: int = 3,
     median_depth: int = 20_000,
+    samples_per_participant: int | None = None,
+    within_sd: float = SAMPLE_SD,
+    time_correlation: float = 0.0,
+    presence_turnover: float = 0.0,
 ) -> Cohort:
     """Simulate an iMSMS-style cohort with planted truth.
 
@@ -907,6 +949,20 @@ def generate(
         rs3135388 × the first high-risk species, +1.0).
     median_depth : int
         Median stool sequencing depth (lognormal, sd 0.45 on the log scale, at least 2000).
+    samples_per_participant : int, optional
+        Give every participant this many stool samples (``repeat_fraction`` is
+        then ignored), a few months apart, for longitudinal designs.
+    within_sd : float
+        SD of the within-person noise each stool sample adds to the latent
+        log-abundance (default 0.3; between persons the SDs are site 0.5,
+        household 0.5, individual 0.7).
+    time_correlation : float
+        In [0, 1): the within-person noise is an AR(1) series over a person's
+        visits with this lag-one correlation (0: independent samples).
+    presence_turnover : float
+        In [0, 1]: each species' presence in each sample is drawn anew
+        (Bernoulli(prevalence)) with this probability, so species come and go
+        between a person's samples (0: presence is the person's).
 
     Returns
     -------
@@ -925,9 +981,26 @@ def generate(
     ``prevalence`` is the planted presence probability (1 for the species with a
     planted genotype or severity effect, see :func:`_plan_associations`) and
     ``mean_relative_abundance`` the mean true relative abundance over stool samples.
+
+    With any of the repeated-sample options set, ``notes["repeated_samples"]``
+    holds the within-person truth: the options, the between-person variance
+    (site, household, individual) and the within-person variance of the latent
+    log-abundance, and ``latent_icc`` = between / (between + within), the
+    correlation of two samples of one person for a species present in both
+    (before sampling noise and the CLR's zeros), and ``latent_correlation_by_lag``
+    the correlation of samples 1, 2, ... visits apart (all ``latent_icc`` when
+    ``time_correlation`` is 0).
     """
     _check(n_households, n_unpaired, n_sites, n_species, n_variants, repeat_fraction, edge_cases)
-    params = {k: v for k, v in locals().items() if k != "params"}
+    _check_repeated(samples_per_participant, within_sd, time_correlation, presence_turnover)
+    repeated = {"samples_per_participant": samples_per_participant, "within_sd": within_sd,
+                "time_correlation": time_correlation, "presence_turnover": presence_turnover}
+    defaults = {"samples_per_participant": None, "within_sd": SAMPLE_SD, "time_correlation": 0.0,
+                "presence_turnover": 0.0}
+    # Only options that differ from the defaults are recorded, so a default cohort's truth.json
+    # (and the bundled cohort) stays what it was before these options existed.
+    params = {k: v for k, v in locals().items()
+              if k not in ("params", "repeated", "defaults") and (k not in defaults or v != defaults[k])}
     rng = _streams(seed)
 
     design = _clinical(_design(n_households, n_unpaired, n_sites, rng["design"]), rng["severity"])
@@ -951,8 +1024,9 @@ def generate(
     eta = _latent(design, baseline, plan.lfc * on, dmt_effect, plan.cov_beta,
                   assoc.iloc[:0] if null else assoc, calls, variant_info, n_sites, rng["latent"], kappa * on)
     present = _presence(design, prevalence, rng["presence"])
-    stool = _stool(design, repeat_fraction, median_depth, rng["samples"])
-    p_species = _composition(eta, present, stool.participant, rng["composition"])
+    stool = _stool(design, repeat_fraction, median_depth, rng["samples"], samples_per_participant)
+    sample_present = _sample_presence(present, stool.participant, prevalence, presence_turnover, rng["turnover"])
+    p_species = _composition(eta, sample_present, stool, rng["composition"], within_sd, time_correlation)
     feats = _features(plan.cls == "neutral", rng["features"])
     p_feat = p_species[:, feats.species] * feats.weight
     counts = rng["counts"].multinomial(stool.depth, p_feat)
@@ -981,6 +1055,17 @@ def generate(
         ledger = pd.DataFrame(stool_ledger + blood_ledger, columns=["entity", "id", "reason"])
         notes["edge_cases"] = edge_notes | {"participants_file_starts_with_comment": True}
     notes["covariate_effects"] = _covariate_notes(names, plan.cov_beta)
+    if repeated != defaults:
+        between = SITE_SD**2 + HOUSEHOLD_SD**2 + INDIVIDUAL_SD**2
+        notes["repeated_samples"] = repeated | {
+            "between_variance": {"site": SITE_SD**2, "household": HOUSEHOLD_SD**2, "individual": INDIVIDUAL_SD**2},
+            "within_variance": within_sd**2,
+            "latent_icc": between / (between + within_sd**2),
+            # with time_correlation rho, samples d visits apart correlate by (between + within rho^d) / total
+            "latent_correlation_by_lag": [
+                (between + within_sd**2 * time_correlation**d) / (between + within_sd**2)
+                for d in range(1, int(stool.visit.max()) + 1)],
+        }
 
     vids = variant_info["variant_id"].to_numpy()
     truth_species = _truth_species(lineage, plan, kappa, prevalence, p_species, null)
@@ -1021,6 +1106,20 @@ def _check(n_households, n_unpaired, n_sites, n_species, n_variants, repeat_frac
         problems.append("repeat_fraction must be between 0 and 1")
     if edge_cases and n_households < 4:
         problems.append("edge_cases needs n_households >= 4 (eight participants to plant on)")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _check_repeated(samples_per_participant, within_sd, time_correlation, presence_turnover):
+    problems = []
+    if samples_per_participant is not None and not 1 <= samples_per_participant <= 50:
+        problems.append("samples_per_participant must be between 1 and 50")
+    if not within_sd >= 0:
+        problems.append("within_sd must be >= 0")
+    if not 0 <= time_correlation < 1:
+        problems.append("time_correlation must be in [0, 1)")
+    if not 0 <= presence_turnover <= 1:
+        problems.append("presence_turnover must be between 0 and 1")
     if problems:
         raise ValueError("; ".join(problems))
 
