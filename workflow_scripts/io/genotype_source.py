@@ -156,6 +156,25 @@ class GenotypeSource:
                 yield variants, dosages
             start += size
 
+    def iter_range(self, first: int, stop: int, size: int = 2_000) -> Iterator[Chunk]:
+        """:meth:`read_range` of ``first:stop``, ``size`` records at a time (memory of one block)."""
+        for start in range(int(first), int(stop), int(size)):
+            variants, dosages = self.read_range(start, min(start + int(size), int(stop)))
+            if len(variants):
+                yield variants, dosages
+
+    def iter_region(self, chrom: str, start: int | None = None, end: int | None = None,
+                    size: int = 2_000) -> Iterator[Chunk]:
+        """:meth:`read` of one region in blocks of ``size`` records (indexed formats stream them)."""
+        variants, dosages = self.read(chrom, start, end)
+        for first in range(0, len(variants), int(size)):
+            yield variants.iloc[first:first + int(size)].reset_index(drop=True), dosages[first:first + int(size)]
+
+    def read_sites(self, sites: pd.DataFrame) -> Chunk:
+        """The records of given variants (rows of :meth:`variant_table`: ``index``, ``variant_id``,
+        ``chrom``, ``pos``), in file order; formats with an index override it to seek each one."""
+        return self._read_indices(np.sort(np.asarray(sites["index"], dtype=np.int64)))
+
     # ------------------------------------------------------------------ for subclasses
 
     def _records(self, first: int = 0) -> Iterator[tuple]:
@@ -322,6 +341,11 @@ class DosageTableSource(GenotypeSource):
                 except ValueError:
                     problems.add(self.path, f"dosage {value!r} is not a number", "give a dosage 0-2 or NA",
                                  line=lineno, item=fields[0], column=self.samples[j])
+                    continue
+                if not 0 <= row[j] <= 2:
+                    problems.add(self.path, f"dosage {row[j]:g} is outside 0-2",
+                                 "dosages count alternate alleles: 0, 1 or 2 (decimals for imputed)",
+                                 line=lineno, item=fields[0], column=self.samples[j])
             if len(problems.items) > MAX_REPORTED:
                 break
             if not problems:
@@ -346,6 +370,23 @@ class DosageTableSource(GenotypeSource):
                     yield index, lineno, line
 
         return self._chunk(list(self._parse(rows())))
+
+    def iter_range(self, first: int, stop: int, size: int = 2_000) -> Iterator[Chunk]:
+        """Records ``first:stop`` in one streaming pass, ``size`` at a time."""
+        def rows():
+            for index, lineno, line in self._rows(int(first)):
+                if index >= int(stop):
+                    return
+                yield index, lineno, line
+
+        batch = []
+        for item in self._parse(rows()):
+            batch.append(item)
+            if len(batch) == size:
+                yield self._chunk(batch)
+                batch = []
+        if batch:
+            yield self._chunk(batch)
 
     def blocks(self, size: int = 10_000) -> Iterator[Chunk]:
         """The whole table in one streaming pass, ``size`` variants at a time."""
