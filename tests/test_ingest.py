@@ -156,7 +156,7 @@ def test_samples_carry_participant_attributes(mini):
 def test_cohort_round_trip(mini, tmp_path):
     cohort, _ = ingest(mini.write())
     write_cohort(cohort, tmp_path / "c")
-    back = read_cohort(tmp_path / "c")
+    back = read_cohort(tmp_path / "c", with_variants=True)
     pd.testing.assert_frame_equal(back.participants, cohort.participants, check_dtype=False)
     pd.testing.assert_frame_equal(back.samples, cohort.samples, check_dtype=False)
     pd.testing.assert_frame_equal(back.table("taxa"), cohort.table("taxa"))

@@ -310,11 +310,13 @@ def read_cohort_genotypes(directory: str | Path) -> CohortGenotypes | None:
     return CohortGenotypes(info["genotypes"], samples, directory)
 
 
-def read_cohort(directory: str | Path, with_variants: bool = True) -> Cohort:
+def read_cohort(directory: str | Path, with_variants: bool = False, mmap_genotypes: bool | None = None) -> Cohort:
     """Read what :func:`write_cohort` wrote (the genotype source, not dosages; see the module docstring).
 
-    ``with_variants=False`` leaves the variant table (one row per variant of
-    a genome-wide file) unread.
+    ``with_variants=True`` also reads the variant table (one row per variant
+    of a genome-wide file: only the stages that use it should).
+    ``mmap_genotypes`` is accepted for older callers and ignored: no dosage
+    matrix is loaded any more.
     """
     directory = Path(directory)
     info = json.loads((directory / "cohort.json").read_text())

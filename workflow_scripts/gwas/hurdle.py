@@ -17,9 +17,9 @@ abundance among carriers (quantitative trait loci)
     transformed abundance (e.g. log relative abundance) on the dosage and the
     covariates, a t-test of the dosage; with ``households`` the standard
     error is household cluster-robust (CR1, as statsmodels
-    ``cov_type="cluster", use_t=True``).  The presence score test is
-    model-based only (statsmodels has no cluster-robust score test to check
-    one against).
+    ``cov_type="cluster", use_t=True``).  With clusters the presence score
+    test is cluster-robust too (the robust score test of a GEE with
+    independence working correlation, statsmodels ``GEE.compare_score_test``).
 
 Missing dosages are replaced by the variant's mean dosage over the
 participants analysed (the usual practice of score-test GWAS engines); a
@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["hurdle", "logistic_null", "presence_score_test", "carrier_abundance_test"]
+__all__ = ["CarrierModel", "PresenceModel", "carrier_abundance_test", "hurdle", "logistic_null",
+           "presence_score_test"]
 
 
 def _design(covariates, n: int) -> np.ndarray:
@@ -57,36 +58,113 @@ def _impute(G: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(G), mean[:, None], G)
 
 
-def logistic_null(y: np.ndarray, X: np.ndarray, tol: float = 1e-12, max_iter: int = 100) -> np.ndarray:
+def logistic_null(y: np.ndarray, X: np.ndarray, tol: float = 1e-12, max_iter: int = 100,
+                  return_converged: bool = False):
     """Fitted probabilities of the covariates-only logistic model (Newton-Raphson), one column per taxon.
 
     Parameters
     ----------
     y : (n, S) 0/1
     X : (n, k) design with intercept
+    return_converged : bool
+        Also return, per taxon, whether the fit converged.
 
     Returns
     -------
-    (n, S) fitted probabilities.
+    (n, S) fitted probabilities [, (S,) bool].
+
+    Notes
+    -----
+    Under separation (say a taxon present in every participant on a rare
+    therapy) the maximum lies at infinity: Newton's steps then grow the
+    separating coefficient until the separated participants' probabilities
+    are 0 or 1 to machine precision, where their weight ``mu (1 - mu)`` is
+    zero and they drop out of the score test, as in statsmodels (which only
+    warns).  Such a fit counts as converged once the log-likelihood stops
+    changing.
     """
     n, S = y.shape
     mu = np.empty((n, S))
+    converged = np.zeros(S, bool)
     for s in range(S):
         beta = np.zeros(X.shape[1])
-        beta[0] = np.log(y[:, s].mean() / (1 - y[:, s].mean()))
+        mean = min(max(y[:, s].mean(), 1e-6), 1 - 1e-6)
+        beta[0] = np.log(mean / (1 - mean))
+        previous = -np.inf
         for _ in range(max_iter):
             eta = X @ beta
             m = 1 / (1 + np.exp(-eta))
             w = m * (1 - m)
-            step = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (y[:, s] - m))
+            step = np.linalg.lstsq(X.T @ (w[:, None] * X), X.T @ (y[:, s] - m), rcond=None)[0]
             beta += step
-            if np.max(np.abs(step)) < tol:
+            eta = X @ beta
+            loglik = float(np.sum(y[:, s] * eta - np.logaddexp(0, eta)))
+            if np.max(np.abs(step)) < tol or abs(loglik - previous) < tol * (1 + abs(loglik)):
+                converged[s] = True
                 break
+            previous = loglik
         mu[:, s] = 1 / (1 + np.exp(-(X @ beta)))
-    return mu
+        converged[s] &= bool(np.isfinite(mu[:, s]).all())
+    return (mu, converged) if return_converged else mu
 
 
-def presence_score_test(G, present, covariates=None) -> dict[str, np.ndarray]:
+def _cluster_layout(clusters) -> tuple[np.ndarray, np.ndarray, int]:
+    """(order, starts, H): participants sorted by cluster and where each cluster starts."""
+    codes, labels = pd.factorize(np.asarray(clusters))
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    return order, starts, labels.size
+
+
+class PresenceModel:
+    """The presence part for fixed taxa and covariates: the null model fitted once, then any variants.
+
+    Parameters
+    ----------
+    present : (n, S) bool
+    covariates : (n, k) or None
+    clusters : (n,) labels, optional
+        Given, the score's variance is cluster-robust (see :func:`presence_score_test`).
+    """
+
+    def __init__(self, present, covariates=None, clusters=None):
+        y = np.asarray(present, dtype=float)
+        self.n, self.S = y.shape
+        self.X = _design(covariates, self.n)
+        self.mu, self.converged = logistic_null(y, self.X, return_converged=True)
+        self.W = self.mu * (1 - self.mu)
+        self.R = y - self.mu
+        # pinv: covariates aliased among these rows (a site without the taxon...) leave X'WX singular
+        self.inverse = [np.linalg.pinv(self.X.T @ (self.W[:, s, None] * self.X)) for s in range(self.S)]
+        self.layout = _cluster_layout(clusters) if clusters is not None else None
+
+    def test(self, G) -> dict[str, np.ndarray]:
+        """Score tests of every variant (rows of ``G``, NaN mean-imputed) x taxon; see :func:`presence_score_test`."""
+        G = _impute(G)
+        V = G.shape[0]
+        U = G @ self.R
+        naive = (G ** 2) @ self.W
+        info = naive.copy()
+        variance = info if self.layout is None else np.empty((V, self.S))
+        for s in range(self.S):
+            WX = self.W[:, s, None] * self.X
+            A = G @ WX                                   # (V, k): g' W X
+            B = A @ self.inverse[s]                      # (V, k): weighted projection of g on X
+            info[:, s] -= np.einsum("vk,vk->v", B, A)
+            if self.layout is not None:
+                order, starts, _ = self.layout
+                tilde = G - B @ self.X.T                 # g~ = g - X (X'WX)^-1 X'W g
+                sums = np.add.reduceat((tilde * self.R[:, s])[:, order], starts, axis=1)
+                variance[:, s] = (sums ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            info = np.where((info > 1e-12 * np.maximum(naive, 1e-300)) & self.converged, info, np.nan)
+            variance = np.where(np.isnan(info), np.nan, variance)
+            chi2 = U ** 2 / variance
+            return {"score": U, "information": info, "variance": variance, "chi2": chi2,
+                    "p": stats.chi2.sf(chi2, 1), "beta": U / info, "se": np.sqrt(variance) / info}
+
+
+def presence_score_test(G, present, covariates=None, clusters=None) -> dict[str, np.ndarray]:
     """Score test of the dosage in ``logit P(present) ~ 1 + covariates + dosage``, every variant x taxon.
 
     Parameters
@@ -94,13 +172,18 @@ def presence_score_test(G, present, covariates=None) -> dict[str, np.ndarray]:
     G : (V, n) dosages (NaN = missing, mean-imputed)
     present : (n, S) bool
     covariates : (n, k) or None
+    clusters : (n,) labels, optional
+        Households (or participants, for repeated samples): the score's
+        variance is then cluster-robust.
 
     Returns
     -------
     dict of (V, S) arrays
-        ``score`` (U), ``information`` (its variance under the null),
-        ``chi2`` = U^2 / information, ``p`` (chi-square, 1 df), ``beta`` =
-        U / information and ``se`` = information^-1/2.
+        ``score`` (U), ``information`` (its model-based variance under the
+        null), ``variance`` (the variance used: the information, or the
+        cluster-robust one), ``chi2`` = U^2 / variance, ``p`` (chi-square,
+        1 df), ``beta`` = U / information (one-step log-odds ratio) and
+        ``se`` = sqrt(variance) / information.
 
     Notes
     -----
@@ -108,24 +191,86 @@ def presence_score_test(G, present, covariates=None) -> dict[str, np.ndarray]:
     ``U = g'(y - mu)`` and ``I = g'Wg - g'WX (X'WX)^{-1} X'Wg`` (the
     efficient information, profiling out the covariates' coefficients).
     This is statsmodels ``GLM(y, X, Binomial()).fit().score_test(exog_extra=g)``.
+
+    Cluster-robust: with ``g~ = g - X (X'WX)^{-1} X'Wg`` (the dosage's
+    weighted residual on the covariates, so that the score does not move
+    with the covariates' estimated coefficients), ``V = sum_h (sum_{i in h}
+    g~_i (y_i - mu_i))^2`` over clusters ``h``: the robust score test of a
+    GEE with independence working correlation (statsmodels
+    ``GEE.compare_score_test``, Guo and Pan 2002), which stays valid when
+    the members of a household, or the repeated samples of a participant,
+    are correlated.
+
+    References
+    ----------
+    .. [1] Boos DD (1992). On generalized score tests. The American
+       Statistician 46:327-333.
+    .. [2] Guo X, Pan W (2002). Small sample performance of the score test in
+       GEE. University of Minnesota Research Report 2002-013.
     """
-    G = _impute(G)
-    y = np.asarray(present, dtype=float)
-    n, S = y.shape
-    X = _design(covariates, n)
-    mu = logistic_null(y, X)
-    W = mu * (1 - mu)
-    U = G @ (y - mu)
-    info = (G ** 2) @ W
-    for s in range(S):
-        WX = W[:, s, None] * X
-        A = G @ WX                                   # (V, k): g' W X
-        info[:, s] -= np.einsum("vk,vk->v", A @ np.linalg.inv(X.T @ WX), A)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        info = np.where(info > 1e-12 * np.maximum((G ** 2) @ W, 1e-300), info, np.nan)
-        chi2 = U ** 2 / info
-        return {"score": U, "information": info, "chi2": chi2, "p": stats.chi2.sf(chi2, 1),
-                "beta": U / info, "se": 1 / np.sqrt(info)}
+    return PresenceModel(present, covariates, clusters).test(G)
+
+
+class CarrierModel:
+    """The carriers' abundance part for fixed taxa and covariates: per-taxon projections once, then any variants.
+
+    Parameters are those of :func:`carrier_abundance_test` without ``G``.
+    """
+
+    def __init__(self, values, present, covariates=None, households=None, min_carriers: int = 10):
+        present = np.asarray(present, dtype=bool)
+        values = np.asarray(values, dtype=float)
+        self.n, self.S = present.shape
+        X_all = _design(covariates, self.n)
+        self.n_carriers = present.sum(axis=0)
+        self.taxa = []
+        for s in range(self.S):
+            rows = present[:, s]
+            ns = int(rows.sum())
+            X = X_all[rows]
+            k = X.shape[1]
+            if ns < max(min_carriers, k + 2) or np.linalg.matrix_rank(X) < k:
+                self.taxa.append(None)
+                continue
+            Q, _ = np.linalg.qr(X)
+            y = values[rows, s]
+            layout = None
+            if households is not None:
+                layout = _cluster_layout(np.asarray(households)[rows])
+            self.taxa.append((np.flatnonzero(rows), Q, y - Q @ (Q.T @ y), ns - k - 1, layout))
+
+    def test(self, G) -> dict[str, np.ndarray]:
+        """OLS t-tests of every variant (rows of ``G``) x taxon; see :func:`carrier_abundance_test`."""
+        G = np.asarray(G, dtype=float)
+        V = G.shape[0]
+        out = {k: np.full((V, self.S), np.nan) for k in ("beta", "se", "t", "p")}
+        out["n"] = self.n_carriers
+        for s, taxon in enumerate(self.taxa):
+            if taxon is None:
+                continue
+            rows, Q, y_r, df, layout = taxon
+            ns = rows.size
+            Gs = _impute(G[:, rows])
+            G_r = Gs - (Gs @ Q) @ Q.T
+            gg = np.einsum("vi,vi->v", G_r, G_r)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gg = np.where(gg > 1e-10 * np.maximum(np.einsum("vi,vi->v", Gs, Gs), 1e-300), gg, np.nan)
+                beta = (G_r @ y_r) / gg
+                if layout is None:
+                    rss = y_r @ y_r - beta ** 2 * gg
+                    se = np.sqrt(rss / df / gg)
+                    t = beta / se
+                    p = 2 * stats.t.sf(np.abs(t), df)
+                else:
+                    order, starts, H = layout
+                    E = y_r[None, :] - beta[:, None] * G_r
+                    sums = np.add.reduceat((G_r * E)[:, order], starts, axis=1)   # (V, H) per-cluster sums
+                    c = H / (H - 1) * (ns - 1) / df
+                    se = np.sqrt(c * (sums ** 2).sum(axis=1)) / gg
+                    t = beta / se
+                    p = 2 * stats.t.sf(np.abs(t), H - 1)
+            out["beta"][:, s], out["se"][:, s], out["t"][:, s], out["p"][:, s] = beta, se, t, p
+        return out
 
 
 def carrier_abundance_test(G, values, present, covariates=None, households=None,
@@ -156,49 +301,7 @@ def carrier_abundance_test(G, values, present, covariates=None, households=None,
     ``c = H/(H-1) (n_s-1)/(n_s-k-1)``, t with ``H - 1`` df (statsmodels
     ``cov_type="cluster", use_t=True``, as the association engine).
     """
-    G = np.asarray(G, dtype=float)
-    V = G.shape[0]
-    present = np.asarray(present, dtype=bool)
-    values = np.asarray(values, dtype=float)
-    n, S = present.shape
-    X_all = _design(covariates, n)
-    out = {k: np.full((V, S), np.nan) for k in ("beta", "se", "t", "p")}
-    out["n"] = present.sum(axis=0)
-    for s in range(S):
-        rows = present[:, s]
-        ns = int(rows.sum())
-        X = X_all[rows]
-        k = X.shape[1]
-        if ns < max(min_carriers, k + 2) or np.linalg.matrix_rank(X) < k:
-            continue
-        Q, _ = np.linalg.qr(X)
-        y = values[rows, s]
-        y_r = y - Q @ (Q.T @ y)
-        Gs = _impute(G[:, rows])
-        G_r = Gs - (Gs @ Q) @ Q.T
-        gg = np.einsum("vi,vi->v", G_r, G_r)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gg = np.where(gg > 1e-10 * np.maximum(np.einsum("vi,vi->v", Gs, Gs), 1e-300), gg, np.nan)
-            beta = (G_r @ y_r) / gg
-            df = ns - k - 1
-            if households is None:
-                rss = y_r @ y_r - beta ** 2 * gg
-                se = np.sqrt(rss / df / gg)
-                t = beta / se
-                p = 2 * stats.t.sf(np.abs(t), df)
-            else:
-                codes, labels = pd.factorize(np.asarray(households)[rows])
-                H = labels.size
-                E = y_r[None, :] - beta[:, None] * G_r
-                order = np.argsort(codes, kind="stable")
-                starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
-                sums = np.add.reduceat((G_r * E)[:, order], starts, axis=1)   # (V, H) per-household sums
-                c = H / (H - 1) * (ns - 1) / df
-                se = np.sqrt(c * (sums ** 2).sum(axis=1)) / gg
-                t = beta / se
-                p = 2 * stats.t.sf(np.abs(t), H - 1)
-        out["beta"][:, s], out["se"][:, s], out["t"][:, s], out["p"][:, s] = beta, se, t, p
-    return out
+    return CarrierModel(values, present, covariates, households, min_carriers).test(G)
 
 
 def hurdle(G, abundance, covariates=None, values=None, households=None, presence_range=(0.1, 0.9),
@@ -214,7 +317,8 @@ def hurdle(G, abundance, covariates=None, values=None, households=None, presence
         The abundance scale of the carriers' model; default
         ``log(abundance / row total)`` (log relative abundance).
     households : (n,), optional
-        Cluster-robust errors for the carriers' model.
+        Cluster-robust errors for both parts (the presence score's variance
+        and the carriers' standard errors).
     presence_range : (low, high)
         Taxa whose prevalence lies in ``[low, high]`` get the presence test.
     min_carriers : int
@@ -239,7 +343,7 @@ def hurdle(G, abundance, covariates=None, values=None, households=None, presence
     binary = (prevalence >= presence_range[0]) & (prevalence <= presence_range[1])
     pres = {k: np.full((V, S), np.nan) for k in ("beta", "se", "p")}
     if binary.any():
-        res = presence_score_test(G, present[:, binary], covariates)
+        res = presence_score_test(G, present[:, binary], covariates, households)
         for k in pres:
             pres[k][:, binary] = res[k]
     ab = carrier_abundance_test(G, values, present, covariates, households, min_carriers)

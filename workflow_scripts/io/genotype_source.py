@@ -440,6 +440,24 @@ def detect_format(path) -> str:
     return "dosage"
 
 
+def companion_files(path) -> list[str]:
+    """The files a genotype file is read with, beside it: PLINK's ``.bed``/``.bim``/``.fam`` (named by any
+    of them or the prefix), BGEN's ``.sample``, a VCF/BCF's tabix/CSI index (when there).
+
+    For Snakemake rules to declare as inputs (cheap: no file is opened).
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith((".bed", ".bim", ".fam")) or (not p.exists() and p.with_name(p.name + ".bed").exists()):
+        prefix = p.with_suffix("") if name.endswith((".bed", ".bim", ".fam")) else p
+        return [str(prefix.with_name(prefix.name + ext)) for ext in (".bed", ".bim", ".fam")]
+    if name.endswith(".bgen"):
+        candidates = [p.with_suffix(".sample"), p.with_name(p.name + ".sample")]
+    else:
+        candidates = [p.with_name(p.name + ".csi"), p.with_name(p.name + ".tbi")]
+    return [str(c) for c in candidates if c.is_file()][:1]
+
+
 def open_genotypes(path, format: str = "auto", **options) -> GenotypeSource:
     """Open a genotype file for streaming reads.
 
@@ -482,6 +500,6 @@ def open_genotypes(path, format: str = "auto", **options) -> GenotypeSource:
                               f"use one of {', '.join(FORMATS)} or auto")])
 
 
-__all__ = ["COUNT_COLUMNS", "Chunk", "DosageTableSource", "FORMATS", "GenotypeSource", "ID_PATTERN",
+__all__ = ["COUNT_COLUMNS", "Chunk", "DosageTableSource", "companion_files", "FORMATS", "GenotypeSource", "ID_PATTERN",
            "QUALITY_FIELDS", "VARIANT_COLUMNS", "VARIANT_ID_PATTERN", "check_dosages", "check_samples",
            "detect_format", "open_genotypes"]
