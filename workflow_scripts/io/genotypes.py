@@ -269,13 +269,13 @@ def _check_sorted(path: str, table: pd.DataFrame) -> None:
                                   "--sort-vars)", item=str(table["variant_id"].iloc[at]))])
 
 
-def scan_genotypes(path, check_variants: int = CHECK_VARIANTS) -> GenotypeScan:
+def scan_genotypes(path, check_variants: int | None = None) -> GenotypeScan:
     """Samples, variant table and the first variants' dosages of a genotype file, without loading it.
 
     One pass over the variant records (no dosage is decoded) gives the
     variant table, the multi-allelic records and the check that records are
-    sorted; then the dosages of the first ``check_variants`` biallelic records
-    are read (they are what ingest compares duplicate blood samples on).  A
+    sorted; then the dosages of the first ``check_variants`` (default
+    :data:`CHECK_VARIANTS`) biallelic records are read (they are what ingest compares duplicate blood samples on).  A
     dosage TSV, meant for candidate sets, is read in full, streamed, so
     every value is checked here; in the other formats each association job
     checks the dosages it reads.
@@ -296,7 +296,7 @@ def scan_genotypes(path, check_variants: int = CHECK_VARIANTS) -> GenotypeScan:
         if fmt != "dosage":
             _check_sorted(str(path), variants)
         empty = (variants.iloc[:0], np.zeros((0, len(samples)), np.float32))
-        blocks = source.blocks(check_variants)
+        blocks = source.blocks(check_variants or CHECK_VARIANTS)
         check = next(blocks, empty)
         if fmt == "dosage":
             for _ in blocks:        # every value of a candidate-set table is checked now
