@@ -71,7 +71,7 @@ def run_stage(cohort_dir, out, **settings) -> SimpleNamespace:
     def call(*args):
         assert cli.main([str(a) for a in args]) == 0, args[0]
 
-    settings = {"covariates": COVARIATES, **settings}
+    settings = {"covariates": COVARIATES, "hurdle": True, **settings}     # the hurdle model too (off by default)
     call("prepare", "--cohort", cohort_dir, "--settings", json.dumps(settings), "--ledger", prep / "ledger.tsv",
          "--labelled", prep / "labelled.tsv", "--prepared", prep / "prepared.json", *shared)
     prepared = json.loads((prep / "prepared.json").read_text())
@@ -434,6 +434,13 @@ def test_a_cohort_without_households_is_clustered_by_participant(tmp_path):
     assert run.sumstats["p_genotype"].notna().all() and run.summary["n_tests"]["genotype"] > 0
     rows = run.rows
     assert (rows.groupby("participant_id")["cluster"].nunique() == 1).all()
+
+
+def test_the_hurdle_model_is_off_by_default(bundled, tmp_path):
+    run = run_stage(bundled, tmp_path, hurdle=False)
+    assert "p_presence" not in run.sumstats.columns and "p_carriers" not in run.sumstats.columns
+    assert run.summary["n_tests"]["presence"] == 0 and "Hurdle" not in run.markdown
+    assert AssociationSettings.from_config(covariates=COVARIATES).hurdle is False
 
 
 def test_nothing_testable_gives_an_empty_table_and_says_why(bundled, tmp_path):

@@ -155,7 +155,7 @@ def markdown(summary: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for kind, name in KIND_NAMES.items():
-        if kind not in n_tests:
+        if kind not in n_tests or (kind in ("presence", "carriers") and not settings.get("hurdle")):
             continue
         lam = s.get("lambda_gc", {}).get(kind, {})
         lines.append(f"| {name} | {n_tests[kind]} | {n_sig.get(kind, 0)} | {s.get('n_genome_wide', {}).get(kind, 0)} "

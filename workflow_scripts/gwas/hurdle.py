@@ -125,40 +125,77 @@ class PresenceModel:
     covariates : (n, k) or None
     clusters : (n,) labels, optional
         Given, the score's variance is cluster-robust (see :func:`presence_score_test`).
+
+    Notes
+    -----
+    Every per-variant quantity is a matrix product of the dosages with a
+    matrix prepared here for all taxa at once (``W_s X`` and the
+    cluster-spread ``r_s c_h(i)`` side by side, ``r^2``, the within-cluster
+    pair products of ``r``), so a block of variants costs a few large
+    products rather than a loop over taxa.  The cluster-robust variance
+    ``sum_h (a_h - B c_h)^2`` (``a_h`` the cluster's sum of ``g_i r_i``,
+    ``c_h`` of ``x_i r_i``, ``B`` the dosage's weighted projection on the
+    covariates) is expanded into ``sum_h a_h^2 - 2 B sum_h a_h c_h + B
+    (sum_h c_h c_h') B'``, and ``sum_h a_h^2`` into the squares plus twice
+    the within-cluster pair products.
     """
 
     def __init__(self, present, covariates=None, clusters=None):
         y = np.asarray(present, dtype=float)
         self.n, self.S = y.shape
         self.X = _design(covariates, self.n)
+        k = self.X.shape[1]
         self.mu, self.converged = logistic_null(y, self.X, return_converged=True)
         self.W = self.mu * (1 - self.mu)
         self.R = y - self.mu
         # pinv: covariates aliased among these rows (a site without the taxon...) leave X'WX singular
-        self.inverse = [np.linalg.pinv(self.X.T @ (self.W[:, s, None] * self.X)) for s in range(self.S)]
-        self.layout = _cluster_layout(clusters) if clusters is not None else None
+        self.inverse = np.stack([np.linalg.pinv(self.X.T @ (self.W[:, s, None] * self.X)) for s in range(self.S)])
+        WX = (self.W[:, :, None] * self.X[:, None, :]).reshape(self.n, self.S * k)
+        self.clustered = clusters is not None
+        if self.clustered:
+            codes = pd.factorize(np.asarray(clusters))[0]
+            H = int(codes.max()) + 1 if codes.size else 0
+            C = np.zeros((H, self.S, k))                           # per cluster: sums of x_i r_i
+            np.add.at(C, codes, self.R[:, :, None] * self.X[:, None, :])
+            self.CC = np.einsum("hsk,hsl->skl", C, C)
+            spread = (self.R[:, :, None] * C[codes]).reshape(self.n, self.S * k)
+            self.right = np.concatenate([WX, spread], axis=1)
+            self.R2 = self.R ** 2
+            order = np.argsort(codes, kind="stable")
+            first, second = [], []
+            bounds = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0, True])
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                members = order[a:b]
+                for i in range(members.size):
+                    first.extend([members[i]] * (members.size - 1 - i))
+                    second.extend(members[i + 1:])
+            self.pairs = (np.asarray(first, dtype=np.intp), np.asarray(second, dtype=np.intp))
+            self.RR = self.R[self.pairs[0]] * self.R[self.pairs[1]]
+        else:
+            self.right = WX
 
     def test(self, G) -> dict[str, np.ndarray]:
         """Score tests of every variant (rows of ``G``, NaN mean-imputed) x taxon; see :func:`presence_score_test`."""
         G = _impute(G)
-        V = G.shape[0]
+        V, S, k = G.shape[0], self.S, self.X.shape[1]
         U = G @ self.R
-        naive = (G ** 2) @ self.W
-        info = naive.copy()
-        variance = info if self.layout is None else np.empty((V, self.S))
-        for s in range(self.S):
-            WX = self.W[:, s, None] * self.X
-            A = G @ WX                                   # (V, k): g' W X
-            B = A @ self.inverse[s]                      # (V, k): weighted projection of g on X
-            info[:, s] -= np.einsum("vk,vk->v", B, A)
-            if self.layout is not None:
-                order, starts, _ = self.layout
-                tilde = G - B @ self.X.T                 # g~ = g - X (X'WX)^-1 X'W g
-                sums = np.add.reduceat((tilde * self.R[:, s])[:, order], starts, axis=1)
-                variance[:, s] = (sums ** 2).sum(axis=1)
+        G2 = G ** 2
+        naive = G2 @ self.W
+        products = G @ self.right
+        A = products[:, :S * k].reshape(V, S, k)                       # g' W_s X
+        B = np.einsum("vsk,skl->vsl", A, self.inverse)                 # weighted projection of g on X
+        info = naive - np.einsum("vsk,vsk->vs", B, A)
+        if self.clustered:
+            F = products[:, S * k:].reshape(V, S, k)
+            squares = G2 @ self.R2
+            if self.pairs[0].size:
+                squares += 2 * ((G[:, self.pairs[0]] * G[:, self.pairs[1]]) @ self.RR)
+            variance = squares - 2 * np.einsum("vsk,vsk->vs", B, F) + np.einsum("vsk,skl,vsl->vs", B, self.CC, B)
+        else:
+            variance = info
         with np.errstate(invalid="ignore", divide="ignore"):
             info = np.where((info > 1e-12 * np.maximum(naive, 1e-300)) & self.converged, info, np.nan)
-            variance = np.where(np.isnan(info), np.nan, variance)
+            variance = np.where(np.isnan(info) | (variance <= 0), np.nan, variance)
             chi2 = U ** 2 / variance
             return {"score": U, "information": info, "variance": variance, "chi2": chi2,
                     "p": stats.chi2.sf(chi2, 1), "beta": U / info, "se": np.sqrt(variance) / info}
@@ -215,6 +252,8 @@ class CarrierModel:
     """The carriers' abundance part for fixed taxa and covariates: per-taxon projections once, then any variants.
 
     Parameters are those of :func:`carrier_abundance_test` without ``G``.
+    Each taxon's carriers are kept sorted by cluster, so the per-cluster
+    sums of the sandwich are one ``reduceat`` over contiguous columns.
     """
 
     def __init__(self, values, present, covariates=None, households=None, min_carriers: int = 10):
@@ -222,11 +261,14 @@ class CarrierModel:
         values = np.asarray(values, dtype=float)
         self.n, self.S = present.shape
         X_all = _design(covariates, self.n)
+        codes = pd.factorize(np.asarray(households))[0] if households is not None else None
         self.n_carriers = present.sum(axis=0)
         self.taxa = []
         for s in range(self.S):
-            rows = present[:, s]
-            ns = int(rows.sum())
+            rows = np.flatnonzero(present[:, s])
+            if codes is not None:
+                rows = rows[np.argsort(codes[rows], kind="stable")]
+            ns = rows.size
             X = X_all[rows]
             k = X.shape[1]
             if ns < max(min_carriers, k + 2) or np.linalg.matrix_rank(X) < k:
@@ -234,39 +276,40 @@ class CarrierModel:
                 continue
             Q, _ = np.linalg.qr(X)
             y = values[rows, s]
-            layout = None
-            if households is not None:
-                layout = _cluster_layout(np.asarray(households)[rows])
-            self.taxa.append((np.flatnonzero(rows), Q, y - Q @ (Q.T @ y), ns - k - 1, layout))
+            starts = None
+            if codes is not None:
+                starts = np.flatnonzero(np.r_[True, np.diff(codes[rows]) != 0])
+            self.taxa.append((rows, Q, y - Q @ (Q.T @ y), ns - k - 1, starts))
 
     def test(self, G) -> dict[str, np.ndarray]:
         """OLS t-tests of every variant (rows of ``G``) x taxon; see :func:`carrier_abundance_test`."""
         G = np.asarray(G, dtype=float)
+        missing = np.isnan(G).any()
         V = G.shape[0]
         out = {k: np.full((V, self.S), np.nan) for k in ("beta", "se", "t", "p")}
         out["n"] = self.n_carriers
         for s, taxon in enumerate(self.taxa):
             if taxon is None:
                 continue
-            rows, Q, y_r, df, layout = taxon
+            rows, Q, y_r, df, starts = taxon
             ns = rows.size
-            Gs = _impute(G[:, rows])
+            Gs = _impute(G[:, rows]) if missing else G[:, rows]
             G_r = Gs - (Gs @ Q) @ Q.T
             gg = np.einsum("vi,vi->v", G_r, G_r)
             with np.errstate(invalid="ignore", divide="ignore"):
                 gg = np.where(gg > 1e-10 * np.maximum(np.einsum("vi,vi->v", Gs, Gs), 1e-300), gg, np.nan)
                 beta = (G_r @ y_r) / gg
-                if layout is None:
+                if starts is None:
                     rss = y_r @ y_r - beta ** 2 * gg
                     se = np.sqrt(rss / df / gg)
                     t = beta / se
                     p = 2 * stats.t.sf(np.abs(t), df)
                 else:
-                    order, starts, H = layout
-                    E = y_r[None, :] - beta[:, None] * G_r
-                    sums = np.add.reduceat((G_r * E)[:, order], starts, axis=1)   # (V, H) per-cluster sums
+                    H = starts.size
+                    score = G_r * (y_r[None, :] - beta[:, None] * G_r)           # g~_i e_i
+                    sums = np.add.reduceat(score, starts, axis=1)                  # (V, H) per-cluster sums
                     c = H / (H - 1) * (ns - 1) / df
-                    se = np.sqrt(c * (sums ** 2).sum(axis=1)) / gg
+                    se = np.sqrt(c * np.einsum("vh,vh->v", sums, sums)) / gg
                     t = beta / se
                     p = 2 * stats.t.sf(np.abs(t), H - 1)
             out["beta"][:, s], out["se"][:, s], out["t"][:, s], out["p"][:, s] = beta, se, t, p
