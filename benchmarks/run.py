@@ -51,7 +51,7 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
+from dataclasses import asdict, dataclass, replace  # noqa: E402
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -63,8 +63,9 @@ import yaml  # noqa: E402
 import bench_association  # noqa: E402
 import bench_mixed_model  # noqa: E402
 import bench_permanova  # noqa: E402
-from workflow_scripts.association.prepare import AssociationSettings, GenotypeView, prepare  # noqa: E402
-from workflow_scripts.cohort import Cohort, read_cohort  # noqa: E402
+from workflow_scripts.association.prepare import AssociationSettings, prepare  # noqa: E402
+from workflow_scripts.association.qc import block_qc  # noqa: E402
+from workflow_scripts.cohort import Cohort, read_cohort, read_variants  # noqa: E402
 from workflow_scripts.design import build_design, first_samples  # noqa: E402
 from workflow_scripts.diversity.beta import distance_matrix  # noqa: E402
 from workflow_scripts.synthetic import generate, write  # noqa: E402
@@ -279,17 +280,21 @@ def mixed_model_inputs(cohort: Cohort, config: dict):
 
 
 def association_inputs(cohort: Cohort, config: dict):
-    """The association stage's prepared inputs (its ``prepare``), and the rows whose interaction it reports."""
+    """The association stage's prepared inputs (its ``prepare``, its QC), and the rows whose interaction it reports."""
+    if cohort.variants is None:
+        cohort = replace(cohort, variants=read_variants(cohort.genotypes.directory))
     settings = AssociationSettings.from_config(config["association"], covariates=config["covariates"])
     prepared = prepare(cohort, settings)
-    tested = prepared.variant_qc[prepared.variant_qc["chunk"] >= 0].sort_index()
-    part = prepared.participants
-    dosages = GenotypeView(cohort.genotypes, tested["row"].to_numpy(), part["genotype_column"].to_numpy())[:]
-    covariates = part[prepared.covariate_columns].to_numpy(dtype=float) if prepared.covariate_columns else None
+    part, rows = prepared.participants, prepared.rows
+    variants, G = cohort.genotypes.dosage_matrix(list(part.index))
+    qc = block_qc(G, variants, part["status"].to_numpy(), **settings.qc())
+    tested = qc[qc["keep"]]
+    dosages = G[qc["keep"].to_numpy()][:, part.index.get_indexer(rows["participant_id"])]
+    covariates = rows[prepared.covariate_columns].to_numpy(dtype=float) if prepared.covariate_columns else None
     data = bench_association.Data(
-        Y=prepared.abundance.to_numpy(dtype=float), G=dosages, status=part["status"].to_numpy(dtype=float),
-        covariates=covariates, households=pd.factorize(part["household"].astype(str))[0],
-        variant_ids=list(tested.index), feature_ids=list(prepared.abundance.columns))
+        Y=prepared.abundance.to_numpy(dtype=float), G=dosages, status=rows["status"].to_numpy(dtype=float),
+        covariates=covariates, households=pd.factorize(rows["cluster"].astype(str))[0],
+        variant_ids=list(tested["variant_id"]), feature_ids=list(prepared.abundance.columns))
     return data, np.flatnonzero(tested["test_interaction"].to_numpy(dtype=bool))
 
 

@@ -9,7 +9,9 @@ import yaml
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import update_config
 
+from workflow_scripts.association.resources import chunk_files
 from workflow_scripts.cohort import cohort_files
+from workflow_scripts.io.genotype_source import companion_files
 from workflow_scripts.config_check import check_config
 from workflow_scripts.settings import path_problems, refuse_code_in_config
 
@@ -169,6 +171,46 @@ def cohort_file(name):
 
 def cohort_outputs():
     return [cohort_file(name) for name in cohort_files(HAS_TREE, HAS_GENOTYPES)]
+
+
+def genotype_companions():
+    """Files read with the genotype file (PLINK .bim/.fam, BGEN .sample, a VCF/BCF index beside
+    it), so that Snakemake sees them as inputs too."""
+    if "genotypes" not in INPUTS:
+        return []
+    return [f for f in companion_files(INPUTS["genotypes"]) if f != INPUTS["genotypes"]]
+
+
+def genotype_files():
+    """The genotype file and its companions: what the association jobs read in place."""
+    return (
+        [INPUTS["genotypes"], *genotype_companions()] if "genotypes" in INPUTS else []
+    )
+
+
+def association_file(path):
+    """A job-to-job file of the association stage (under intermediate/, not for people)."""
+    return out(f"intermediate/association/{path}")
+
+
+def association_chunks(pattern, directory=None):
+    """`pattern` ("{}" = the chunk's number) for every chunk association_prepare planned."""
+    prepared = checkpoints.association_prepare.get().output.prepared
+    base = directory if directory is not None else out("intermediate/association")
+    return chunk_files(prepared, f"{base}/{pattern}")
+
+
+def ingest_mb(input):
+    """Memory ingest adds: the abundance and tables parsed (about 25x their files) and the
+    genotype file's variant table, never its dosages (about half the genotype files' size
+    in MB is a generous bound for the table at any number of samples)."""
+    genotype = set(genotype_files())
+    sizes = [
+        (Path(f).stat().st_size / 1e6, f in genotype) for f in input if Path(f).exists()
+    ]
+    return 25 * sum(mb for mb, g in sizes if not g) + 0.5 * sum(
+        mb for mb, g in sizes if g
+    )
 
 
 def ingest_settings():

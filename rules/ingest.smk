@@ -9,6 +9,7 @@ STAGE_OUTPUTS["ingest"] = {
 rule ingest:
     input:
         **INPUTS,
+        genotype_companions=genotype_companions(),
     output:
         **STAGE_OUTPUTS["ingest"],
     log:
@@ -19,9 +20,9 @@ rule ingest:
         "../envs/workflow.yaml"
     threads: 1
     resources:
-        # The dosage and abundance matrices parsed from the inputs: about 25x the size of a
-        # bgzipped VCF plus a BIOM table (1.4 GB for 4,000 participants x 10,000 variants).
-        mem_mb=job_mem_mb(extra=lambda input: 25 * input.size_mb),
+        # The abundance matrix and the genotype file's variant table (its dosages are not
+        # loaded): a few times the BIOM table, plus about 500 bytes per variant.
+        mem_mb=job_mem_mb(extra=lambda input: ingest_mb(input)),
         runtime=job_runtime(),
     params:
         py=PY,

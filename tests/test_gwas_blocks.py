@@ -170,6 +170,32 @@ def test_presence_score_test_equals_statsmodels(small_case):
     assert np.nanmin(res["p"][1]) < 1e-3          # the planted presence effect is found
 
 
+def test_cluster_robust_presence_score_test_equals_statsmodels_gee(small_case):
+    """With households, the score's variance is the GEE robust one (independence working correlation)."""
+    import warnings
+
+    from statsmodels.genmod.generalized_estimating_equations import GEE
+
+    G, C, present, _, households = small_case
+    res = presence_score_test(G[:4], present[:, :2], C, clusters=households)
+    X = sm.add_constant(C)
+    Gi = np.where(np.isnan(G), np.nanmean(G, axis=1, keepdims=True), G)
+    family, independent = sm.families.Binomial, sm.cov_struct.Independence
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in range(2):
+            y = present[:, s].astype(float)
+            null = GEE(y, X, groups=households, family=family(), cov_struct=independent()).fit()
+            for v in range(4):
+                full = GEE(y, np.column_stack([X, Gi[v]]), groups=households, family=family(),
+                           cov_struct=independent())
+                expected = full.compare_score_test(null)
+                assert res["chi2"][v, s] == pytest.approx(expected["statistic"], rel=1e-9)
+                assert res["p"][v, s] == pytest.approx(expected["p-value"], rel=1e-7, abs=1e-15)
+    naive = presence_score_test(G[:4], present[:, :2], C)
+    assert not np.allclose(naive["chi2"], res["chi2"])          # the households change the variance
+
+
 @pytest.mark.parametrize("robust", [False, True])
 def test_carrier_abundance_equals_statsmodels_ols(small_case, robust):
     G, C, present, abundance, households = small_case

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.cohort import read_cohort, write_cohort
+from workflow_scripts.cohort import VARIANT_DTYPES, read_cohort, write_cohort
 from workflow_scripts.ingest import cli
 from workflow_scripts.ingest.harmonise import ingest
 
@@ -60,7 +60,9 @@ def test_awkward_but_valid_cohort(mini):
         assert ledger_row(ledger, "blood_sample", f"B{pid}")["reason"] == "participant_dropped"
     assert ledger_row(ledger, "participant", "P02H")["outcome"] == "kept"
     assert not cohort.participants.loc["P02H", "has_genotype"]
-    assert np.isnan(cohort.genotypes[:, cohort.participants.index.get_loc("P02H")]).all()
+    assert "P02H" not in set(cohort.genotypes.samples["participant_id"])
+    _, dosages = cohort.genotypes.dosage_matrix(cohort.participants.index)
+    assert np.isnan(dosages[:, cohort.participants.index.get_loc("P02H")]).all()
     assert cohort.participants.loc["P02H", "n_blood_samples"] == 0
     assert cohort.participants["paired"].to_dict() == {
         **{p: True for p in cohort.participants.index if p != "P99M"}, "P99M": False}
@@ -94,7 +96,10 @@ def test_concordant_duplicate_blood_samples_are_merged(mini):
     row = ledger_row(ledger, "blood_sample", "BP00M_2")
     assert row["outcome"] == "kept" and row["reason"] == "merged_concordant_duplicate"
     j = cohort.participants.index.get_loc("P00M")
-    np.testing.assert_array_equal(cohort.genotypes[:, j], mini.dosages["BP00M_2"].to_numpy())
+    assert list(cohort.genotypes.samples.loc[cohort.genotypes.samples["participant_id"] == "P00M", "sample_id"]) \
+        == ["BP00M", "BP00M_2"]
+    _, dosages = cohort.genotypes.dosage_matrix(cohort.participants.index)
+    np.testing.assert_array_equal(dosages[:, j], mini.dosages["BP00M_2"].to_numpy())
     assert cohort.participants.loc["P00M", "snfl"] == pytest.approx(15.5)
     assert cohort.participants.loc["P00M", "n_blood_samples"] == 2
 
@@ -151,12 +156,15 @@ def test_samples_carry_participant_attributes(mini):
 def test_cohort_round_trip(mini, tmp_path):
     cohort, _ = ingest(mini.write())
     write_cohort(cohort, tmp_path / "c")
-    back = read_cohort(tmp_path / "c")
+    back = read_cohort(tmp_path / "c", with_variants=True)
     pd.testing.assert_frame_equal(back.participants, cohort.participants, check_dtype=False)
     pd.testing.assert_frame_equal(back.samples, cohort.samples, check_dtype=False)
     pd.testing.assert_frame_equal(back.table("taxa"), cohort.table("taxa"))
-    np.testing.assert_allclose(back.genotypes, cohort.genotypes.astype(np.float32))
+    pd.testing.assert_frame_equal(back.genotypes.samples, cohort.genotypes.samples, check_dtype=False)
+    ids = cohort.participants.index
+    np.testing.assert_array_equal(back.genotypes.dosage_matrix(ids)[1], cohort.genotypes.dosage_matrix(ids)[1])
     assert back.variants.loc[0, "label"] == "HLA-DRB1*15:01 tag"
+    assert list(back.variants.columns) == list(VARIANT_DTYPES)
 
 
 def _digest(directory):
@@ -172,7 +180,8 @@ def test_cli_is_deterministic_and_writes_nothing_on_bad_input(mini, tmp_path, ca
         assert cli.main(["--settings", settings, "--ledger", str(out / "ledger.tsv"),
                          "--cohort", str(out / "cohort")]) == 0
         runs.append(_digest(out))
-    assert runs[0] == runs[1] and len(runs[0]) == 9
+    # 10 cohort and ledger files, and the tabix index ingest built for the unindexed VCF
+    assert runs[0] == runs[1] and len(runs[0]) == 11 and "cohort/genotype_access/genotypes.vcf.gz.tbi" in runs[0]
 
     mini.participants.loc[0, "sex"] = "?"
     bad = json.dumps(vars(mini.write()))

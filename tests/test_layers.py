@@ -1,7 +1,7 @@
 """The layers hold: stage packages import only the shared layer, the shared layer no stage.
 
 ``workflow_scripts/`` has a shared layer at the bottom (every top-level module,
-and the packages ``models`` and ``io``), tools that make or convert data
+and the packages ``models``, ``io`` and ``gwas``), tools that make or convert data
 (``synthetic``, ``examples``) and stage packages on top (every other package:
 ``ingest``, ``diversity``, ``differential``, ``association``,
 ``classification``, ``report``, and any new one). Imports are read with
@@ -16,7 +16,7 @@ from pathlib import Path
 from conftest import REPO
 
 ROOT = REPO / "workflow_scripts"
-SHARED_PACKAGES = {"models", "io"}
+SHARED_PACKAGES = {"models", "io", "gwas"}
 TOOLS = {"synthetic", "examples"}
 
 

@@ -75,7 +75,8 @@ def test_stage_input_errors_name_the_problem_and_the_fix(cohort_dir, tmp_path, c
     out = tmp_path / "association"
     status, err, log = run(association.main, [
         "prepare", "--cohort", cohort_dir, "--settings", "{}", "--ledger", out / "l.tsv", "--participants",
-        out / "p.tsv", "--variant-qc", out / "q.tsv", "--abundance", out / "a.tsv", "--prepared", out / "s.json"],
+        out / "p.tsv", "--rows", out / "r.tsv", "--abundance", out / "a.tsv", "--relative", out / "v.tsv",
+        "--chunks", out / "c.tsv", "--labelled", out / "b.tsv", "--prepared", out / "s.json"],
         tmp_path / "association.log", capsys)
     assert status == 1 and "the cohort has no genotypes. Fix: give inputs.genotypes" in err + log
     assert "Traceback" not in err + log and not out.exists()

@@ -70,13 +70,16 @@ def test_ledger_accounts_for_every_input(bundled_run):
 def test_cohort_matches_ledger(bundled_run):
     from workflow_scripts.cohort import read_cohort
 
-    cohort = read_cohort(bundled_run / "ingest" / "cohort")
+    cohort = read_cohort(bundled_run / "ingest" / "cohort", with_variants=True)
     ledger = pd.read_csv(bundled_run / "ingest" / "ledger.tsv", sep="\t", dtype=str, keep_default_na=False)
     kept = ledger[ledger["outcome"] == "kept"]
     assert set(cohort.samples.index) == set(kept.loc[kept["entity"] == "stool_sample", "id"])
     assert set(cohort.participants.index) == set(kept.loc[kept["entity"] == "participant", "id"])
     assert cohort.info["has_tree"] and cohort.info["has_genotypes"] and cohort.info["rank"] == "species"
-    assert cohort.genotypes.shape == (len(cohort.variants), len(cohort.participants))
+    # the genotype source, read in place: every variant of the file, each typed participant's column(s)
+    assert cohort.genotypes.source["n_variants"] == len(cohort.variants) == 40
+    typed = cohort.genotypes.samples
+    assert set(typed["participant_id"]) == set(cohort.participants.index[cohort.participants["has_genotype"]])
     labels = cohort.variants.set_index("variant_id")["label"]
     assert labels["rs3135388"] == "HLA-DRB1*15:01 tag"
 

@@ -1,4 +1,4 @@
-"""Association figures: Manhattan-style plot of interaction p-values, heatmap of the top pairs."""
+"""Association figures: Manhattan plots (interaction, main effect), QQ plots, heatmap of the top pairs."""
 
 from __future__ import annotations
 
@@ -49,35 +49,70 @@ def genome_positions(summary: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str,
     return x, ticks
 
 
-def manhattan(summary: pd.DataFrame, threshold_p: float | None, fdr: float, case: str, path) -> None:
-    """-log10 of each variant's smallest genotype x status p-value over species, along the genome.
+def manhattan(summary: pd.DataFrame, kind: str, thresholds: dict, case: str, path) -> None:
+    """-log10 of each variant's smallest p-value over species (``p_<kind>``) along the genome.
 
-    Labelled variants (annotation ``label``) are named; the dashed line is the
-    largest interaction p-value with q below ``fdr``.
+    ``thresholds``: label -> p drawn as dashed lines (the FDR threshold,
+    genome-wide, study-wide).  Labelled variants (annotation ``label``)
+    are named.  Points are rasterised, so a million variants stay a small file.
     """
-    data = summary[np.isfinite(summary["p_interaction"].to_numpy(dtype=float))]
+    column = f"p_{kind}"
+    what = {"interaction": f"genotype x {case} interaction", "genotype": "genotype main effect"}.get(kind, kind)
+    data = summary[np.isfinite(summary[column].to_numpy(dtype=float))]
     if data.empty:
-        _empty(path, "No genotype x status interaction was tested")
+        _empty(path, f"No {what} was tested")
         return
     x, ticks = genome_positions(data)
-    y = -np.log10(np.maximum(data["p_interaction"].to_numpy(dtype=float), 1e-300))
+    y = -np.log10(np.maximum(data[column].to_numpy(dtype=float), 1e-300))
     order = {name: i for i, (name, _) in enumerate(ticks)}
     shade = np.array([order.get(str(c), 0) % 2 for c in data["chrom"].astype(str)])
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    ax.scatter(x, y, c=np.where(shade == 0, "#1f4e79", "#7fa7d1"), s=14, linewidths=0)
-    if threshold_p is not None:
-        ax.axhline(-np.log10(threshold_p), color="#c0392b", ls="--", lw=0.9, label=f"q < {fdr:g}")
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
-    labels = data["label"].fillna("").astype(str).to_numpy()
+    ax.scatter(x, y, c=np.where(shade == 0, "#1f4e79", "#7fa7d1"), s=10 if len(data) < 10_000 else 3,
+               linewidths=0, rasterized=True)
+    styles = ["--", ":", "-."]
+    for (label, p), style in zip(thresholds.items(), styles):
+        if p is not None and p > 0:
+            ax.axhline(-np.log10(p), color="#c0392b", ls=style, lw=0.9, label=label)
+    if any(p for p in thresholds.values()):
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
+    labels = data["label"].fillna("").astype(str).to_numpy() if "label" in data else np.full(len(data), "")
     for xi, yi, vid, label in zip(x, y, data["variant_id"], labels):
         if label:
             ax.scatter([xi], [yi], s=30, facecolors="none", edgecolors="#c0392b", linewidths=1)
             ax.annotate(f"{vid}\n{label}", (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=7)
     ax.set_xticks([t for _, t in ticks], [name for name, _ in ticks], fontsize=7)
     ax.set_xlabel("chromosome")
-    ax.set_ylabel("-log10 p (genotype x status)")
-    ax.set_title(f"Genotype x {case} interaction: smallest p over species per variant", fontsize=10)
-    ax.set_ylim(bottom=0, top=max(y.max() * 1.15, 2))
+    ax.set_ylabel(f"-log10 p ({kind})")
+    ax.set_title(f"{what[0].upper() + what[1:]}: smallest p over species per variant", fontsize=10)
+    ax.set_ylim(bottom=0, top=max(y.max() * 1.15, 2, *[-np.log10(p) * 1.05 for p in thresholds.values() if p]))
+    ax.spines[["top", "right"]].set_visible(False)
+    save(fig, path)
+
+
+def qq(points: pd.DataFrame, lambdas: dict, path) -> None:
+    """QQ plots of every kind of test (thinned points from :func:`workflow_scripts.gwas.inflation.qq_points`).
+
+    ``lambdas``: kind -> median lambda GC over species, shown in the legend.
+    """
+    if points.empty:
+        _empty(path, "No test was run")
+        return
+    names = {"genotype": "main effect", "interaction": "interaction", "presence": "presence (hurdle)",
+             "carriers": "abundance in carriers (hurdle)"}
+    colours = {"genotype": "#1f4e79", "interaction": "#c0392b", "presence": "#27ae60", "carriers": "#8e44ad"}
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    top = 0.0
+    for kind, rows in points.groupby("kind", sort=False):
+        lam = lambdas.get(kind)
+        label = names.get(kind, kind) + (f" (median lambda {lam:.3g})" if lam is not None else "")
+        ax.scatter(rows["expected"], rows["observed"], s=6, color=colours.get(kind, "grey"), label=label,
+                   linewidths=0, rasterized=True)
+        top = max(top, float(rows["expected"].max()), float(rows["observed"].max()))
+    ax.plot([0, top], [0, top], color="black", lw=0.8)
+    ax.set_xlabel("expected -log10 p")
+    ax.set_ylabel("observed -log10 p")
+    ax.set_title("QQ plot of every variant x species test", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     save(fig, path)
 

@@ -1,72 +1,79 @@
-"""From the harmonised cohort to the association inputs: Y, genotypes, covariates, QC.
+"""From the harmonised cohort to what every chunk job shares: rows, abundance, covariates, chunks.
 
-No file I/O: :func:`prepare` takes a :class:`~workflow_scripts.cohort.Cohort`
-and returns a :class:`Prepared`; :mod:`workflow_scripts.association.cli`
-writes it for the chunk jobs.
+:func:`prepare` takes a :class:`~workflow_scripts.cohort.Cohort` (with its
+genotype source, never a dosage matrix) and returns a :class:`Prepared`;
+:mod:`workflow_scripts.association.cli` writes it for the chunk jobs.  The
+only genotypes it reads are the thinned variants of the genetic principal
+components.
 
 Participants
     Those with a genotype (``has_genotype``), a stool profile and every
     configured covariate.  The others are ledger rows (``no_genotype``,
-    ``missing_covariate``).  Households come from the design (unpaired
-    participants are households of one).
+    ``missing_covariate``).
+
+Rows of the models (``repeated_samples``)
+    ``all`` (default): every kept stool sample of those participants is a
+    row, carrying its participant's genotype, status and covariates; ``first``
+    / ``sum`` / ``mean``: one row per participant (their first sample; their
+    pooled counts, or mean relative profile; the mean of their relative
+    profiles), the shared transforms of :mod:`workflow_scripts.transforms`.
+
+Clusters
+    Every test's errors are cluster-robust (CR1).  The cluster is the
+    household; a participant without one is a cluster of their own (the
+    shared design's convention), so a cohort with no households at all is
+    clustered by participant.  With ``all``, a participant's samples always
+    share a cluster, so the within-participant correlation of repeated
+    samples is covered as the within-household one is.
 
 Abundance
-    The differential-abundance transform (:mod:`workflow_scripts.transforms`,
-    and the same ``repeated_samples`` policy as the differential stage): one
-    profile per participant at the configured rank (``first``: their first
-    stool sample; ``sum``: the counts of all their samples pooled, or the mean
-    profile of relative abundances), the centred log2-ratio over the whole
-    composition after the shared zero replacement (``pseudo_count`` added to
-    counts; zeros of relative profiles become ``pseudo_count`` times the
-    smallest non-zero value), then the species passing the prevalence filter
-    (among the participants analysed here).  Unused repeat samples and filtered species
-    are ledger rows.
+    The centred log2-ratio over the whole composition of each row after the
+    shared zero replacement (:func:`~workflow_scripts.transforms.clr_abundance`,
+    the differential stage's transform), restricted to the species present in
+    at least ``min_prevalence`` of the participants (a participant has a
+    species when any of their rows has it).  For the hurdle model, the
+    relative abundance of each row.
 
 Covariates
     The configured covariates, site and disease-modifying-therapy
     indicators as the shared design codes them (status is in the engine's
-    model already), plus genetic principal components when there are enough
-    QC-passing variants (``pcs_min_variants``).
+    model already), plus genetic principal components.
 
-Variants
-    :func:`~workflow_scripts.association.qc.variant_qc` on the participants
-    analysed (minor allele frequency, call rate, Hardy-Weinberg in controls),
-    evaluated in blocks so memory does not grow with the number of variants,
-    and at least ``min_carriers`` participants carrying the minor allele
-    (``few_carriers``).  Failing variants are ledger rows with every failed
-    filter.  The genotype x status interaction is tested only when at least
-    ``min_carriers`` cases and ``min_carriers`` controls carry the minor
-    allele: a coefficient resting on one or two carriers has a residual of
-    about zero at them, so its cluster-robust standard error collapses and
-    its p-value is far too small (such variants are ``kept`` ledger rows with
-    reason ``interaction_not_tested``; their interaction columns are NA).  The variants
-    tested are sorted by id and cut into chunks of ``chunk_size`` (the
-    scatter units of the workflow), so the gathered table is sorted by
-    variant, then feature.
+Genetic principal components
+    From at most ``pcs_max_variants`` variants taken evenly spaced along the
+    file (every k-th biallelic variant), read with one seek each, filtered
+    by the stage's variant QC; the relationship matrix is accumulated block
+    by block (memory ``participants^2``, never variants x participants).
+
+Chunks
+    :func:`plan_chunks`: each chromosome cut into near-equal chunks of at
+    most ``chunk_size`` variants, consecutive whole chromosomes with fewer
+    variants merged; each chunk is one region list (VCF/BCF, read through the
+    index) and one record range (the other formats).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from ..cohort import Cohort
+from ..cohort import Cohort, participant_dosages
 from ..design import build_design, first_samples
 from ..errors import InputError, Problem
 from ..ledger import Ledger
-from ..models.association import genetic_pcs
 from ..settings import StageSettings
-from ..transforms import clr_abundance, repeated_sample_profiles, select_features
-from .qc import variant_qc
+from ..transforms import clr_abundance, participant_profiles, repeated_sample_profiles, select_features
+from .qc import block_qc
 
 STAGE = "association"
-#: Variants per block while running QC and genetic PCs over the memory-mapped dosages.
-SCAN_BLOCK = 20_000
 #: Fewest participants for which the stage runs (both models need residual df).
 MIN_PARTICIPANTS = 10
+#: Variants read at once while reading the thinned variants of the genetic PCs.
+PC_BLOCK = 2000
 
 
 @dataclass
@@ -82,6 +89,7 @@ class AssociationSettings(StageSettings):
     maf_min: float
     call_rate_min: float
     hwe_p_min: float
+    imputation_quality_min: float
     min_carriers: int
     chunk_size: int
     min_prevalence: float
@@ -89,40 +97,23 @@ class AssociationSettings(StageSettings):
     pseudo_count: float
     genetic_pcs: int
     pcs_min_variants: int
+    pcs_max_variants: int
+    hurdle: bool
+    presence_range: list[float]
+    hurdle_min_carriers: int
     fdr: float
+    max_table_tests: int
+    table_p_max: float
+    genome_wide_p: float
+    clump_window: int
     heatmap_pairs: int
     report_top: int
     covariates: list[str]
 
-
-class GenotypeView:
-    """Rows of a variants x participants dosage array, restricted to some columns.
-
-    Sliceable by row ranges like the arrays the engine takes (``G[a:b]``);
-    only the requested block is read from a memory map.
-    """
-
-    def __init__(self, genotypes, rows: np.ndarray, columns: np.ndarray):
-        self.genotypes = genotypes
-        self.rows = np.asarray(rows, dtype=np.intp)
-        self.columns = np.asarray(columns, dtype=np.intp)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.rows.size, self.columns.size)
-
-    def __len__(self) -> int:
-        return self.rows.size
-
-    def __getitem__(self, key) -> np.ndarray:
-        rows = np.atleast_1d(self.rows[key])
-        if rows.size == 0:
-            return np.zeros((0, self.columns.size))
-        if rows[-1] - rows[0] == rows.size - 1 and (np.diff(rows) == 1).all():
-            block = self.genotypes[rows[0]:rows[-1] + 1]       # a contiguous range: one slice
-        else:
-            block = self.genotypes[rows]                        # reads only these rows
-        return np.asarray(block, dtype=float)[:, self.columns]
+    def qc(self) -> dict:
+        """The keyword arguments of :func:`~workflow_scripts.association.qc.block_qc`."""
+        return {"maf_min": self.maf_min, "call_rate_min": self.call_rate_min, "hwe_p_min": self.hwe_p_min,
+                "min_carriers": self.min_carriers, "quality_min": self.imputation_quality_min}
 
 
 @dataclass
@@ -132,24 +123,35 @@ class Prepared:
     Attributes
     ----------
     participants : DataFrame
-        index participant_id: ``genotype_column`` (column of the cohort's
-        dosage matrix), ``household``, ``status`` (1 = case), then the
-        covariate columns (numeric) in ``covariate_columns``.
+        index participant_id: ``status`` (1 = case), ``cluster``,
+        ``genotype_columns`` (their columns of the genotype file, ``;``-joined).
+    rows : DataFrame
+        index row_id (stool sample id with ``repeated_samples: all``, else
+        participant id): ``participant_id``, ``status``, ``cluster``, then
+        the covariate columns (numeric, genetic PCs included) in
+        ``covariate_columns``.
     abundance : DataFrame
-        participants x tested features, CLR (log2).
-    variant_qc : DataFrame
-        One row per cohort variant (cohort order): annotation, ``row``
-        (cohort dosage row), QC statistics, ``keep``, ``reason``, ``chunk``
-        (-1 when not tested).
+        rows x tested species, CLR (log2).
+    relative : DataFrame
+        rows x tested species, relative abundance (the hurdle model's).
+    chunks : DataFrame
+        :func:`plan_chunks`.
+    labelled : DataFrame
+        The annotated variants with a label (``variant_id``, ``label``,
+        ``gene_or_locus``, ``chunk``).
     ledger : DataFrame
-        Ledger rows (:mod:`workflow_scripts.ledger`).
+        Ledger rows (:mod:`workflow_scripts.ledger`) of participants, samples
+        and species; the variants' come from the chunk jobs.
     summary : dict
-        Counts, settings, PCs and the reason when nothing can be tested.
+        Counts, settings, clusters, PCs and the reason when nothing can be tested.
     """
 
     participants: pd.DataFrame
+    rows: pd.DataFrame
     abundance: pd.DataFrame
-    variant_qc: pd.DataFrame
+    relative: pd.DataFrame
+    chunks: pd.DataFrame
+    labelled: pd.DataFrame
     ledger: pd.DataFrame
     summary: dict
     covariate_columns: list[str] = field(default_factory=list)
@@ -157,6 +159,96 @@ class Prepared:
     @property
     def n_chunks(self) -> int:
         return int(self.summary["n_chunks"])
+
+
+#: Columns of the chunk plan.
+CHUNK_COLUMNS = ["chunk", "chrom", "regions", "first_index", "stop_index", "n_variants"]
+
+
+def plan_chunks(variants: pd.DataFrame, chunk_size: int, region_reads: bool = True) -> pd.DataFrame:
+    """The scatter units: chunks of at most ``chunk_size`` consecutive variants.
+
+    Parameters
+    ----------
+    variants : DataFrame
+        The cohort's biallelic variants in file order: ``index`` (record
+        number), ``chrom``, ``pos``.
+    chunk_size : int
+    region_reads : bool
+        True (VCF/BCF) when jobs read regions: then variants at one position
+        never fall in two chunks (a region read returns every record at its
+        positions), so a chunk may exceed ``chunk_size`` by the records
+        sharing its last position.
+
+    Returns
+    -------
+    DataFrame
+        :data:`CHUNK_COLUMNS`: ``chrom`` (the first chromosome),
+        ``regions`` (``;``-joined htslib regions, 1-based inclusive: ``6:1-
+        32413051`` for part of a chromosome, ``7`` for a whole one),
+        ``first_index``/``stop_index`` (the record range, multi-allelic
+        records inside it included: readers skip them), ``n_variants``.
+
+    Notes
+    -----
+    Each chromosome with ``n`` variants is cut into ``ceil(n / chunk_size)``
+    near-equal parts; then consecutive parts that are whole chromosomes are
+    merged while their total stays within ``chunk_size`` (a candidate panel
+    over 20 chromosomes is one or two jobs, not twenty).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chrom = variants["chrom"].astype(str).to_numpy()
+    pos = variants["pos"].to_numpy(np.int64)
+    index = variants["index"].to_numpy(np.int64)
+    n = chrom.size
+    bounds = np.r_[0, np.flatnonzero(chrom[1:] != chrom[:-1]) + 1, n]
+    parts = []                       # (first row, stop row, whole chromosome?)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        k = -(-(b - a) // chunk_size)
+        cuts = [a + (i * (b - a)) // k for i in range(k)] + [b]
+        if region_reads:             # never split a position between two regions
+            for i in range(1, len(cuts) - 1):
+                while cuts[i] < b and cuts[i] > cuts[i - 1] and pos[cuts[i]] == pos[cuts[i] - 1]:
+                    cuts[i] += 1
+            cuts = sorted(set(cuts))
+        parts += [(c0, c1, k == 1) for c0, c1 in zip(cuts[:-1], cuts[1:]) if c1 > c0]
+    merged: list[list] = []
+    for a, b, whole in parts:
+        last = merged[-1] if merged else None
+        if last is not None and whole and last[2] and last[1] == a and b - last[0] <= chunk_size:
+            last[1] = b
+        else:
+            merged.append([a, b, whole])
+    rows = []
+    for i, (a, b, _) in enumerate(merged):
+        regions = []
+        for c0, c1 in _chromosome_runs(chrom, a, b):
+            k = np.searchsorted(bounds, c0, side="right")
+            first, last = c0 == bounds[k - 1], c1 == bounds[k]    # the run starts / ends its chromosome
+            if first and last:
+                regions.append(chrom[c0])
+            else:
+                start = 1 if first else int(pos[c0 - 1]) + 1
+                regions.append(f"{chrom[c0]}:{start}-" + ("" if last else str(int(pos[c1 - 1]))))
+        stop = int(index[b]) if b < n else int(index[-1]) + 1
+        rows.append([i, chrom[a], ";".join(regions), int(index[a]), stop, b - a])
+    return pd.DataFrame(rows, columns=CHUNK_COLUMNS)
+
+
+def _chromosome_runs(chrom: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of one chromosome within rows ``a:b``."""
+    change = list(np.flatnonzero(chrom[a + 1:b] != chrom[a:b - 1]) + a + 1)
+    return list(zip([a, *change], [*change, b]))
+
+
+def parse_region(text: str) -> tuple[str, int | None, int | None]:
+    """``chrom``, ``chrom:start-`` or ``chrom:start-end`` (as :func:`plan_chunks` writes them)."""
+    if ":" not in text:
+        return text, None, None
+    name, span = text.rsplit(":", 1)
+    start, _, end = span.partition("-")
+    return name, int(start), int(end) if end else None
 
 
 def _participant_rows(cohort: Cohort, design_excluded: pd.DataFrame, genotyped: pd.Series, ledger: Ledger) -> None:
@@ -173,79 +265,110 @@ def _participant_rows(cohort: Cohort, design_excluded: pd.DataFrame, genotyped: 
             ledger.dropped("participant", [pid], reason=";".join(reasons), detail="; ".join(details))
 
 
-def _variant_rows(qc: pd.DataFrame, s: AssociationSettings, ledger: Ledger) -> None:
-    failed = qc[~qc["keep"]]
-    for vid, row in failed.iterrows():
-        parts = []
-        for reason in row["reason"].split(";"):
-            if reason == "low_maf":
-                maf = "not observed" if np.isnan(row["maf"]) else f"{row['maf']:.4g}"
-                parts.append(f"minor allele frequency {maf} < {s.maf_min:g}")
-            elif reason == "low_call_rate":
-                parts.append(f"call rate {row['call_rate']:.4g} < {s.call_rate_min:g}")
-            elif reason == "hwe":
-                parts.append(f"Hardy-Weinberg p in controls {row['hwe_p']:.3g} < {s.hwe_p_min:g}")
-            elif reason == "few_carriers":
-                parts.append(f"{row['carriers_cases'] + row['carriers_controls']} minor-allele carriers "
-                             f"< {s.min_carriers}")
-        ledger.dropped("variant", [vid], reason=row["reason"], detail=f"{STAGE}: " + "; ".join(parts))
-    main_only = qc[qc["keep"] & ~qc["test_interaction"]]
-    for vid, row in main_only.iterrows():
-        ledger.kept("variant", [vid], reason="interaction_not_tested",
-                    detail=f"{STAGE}: minor-allele carriers {row['carriers_cases']} among cases and "
-                    f"{row['carriers_controls']} among controls; the genotype x status interaction needs "
-                    f"{s.min_carriers} in each (only the main effect is tested)")
+def model_rows(cohort: Cohort, keep: list[str], policy: str, ledger: Ledger):
+    """The rows of the models and their abundance profiles under ``repeated_samples`` = ``policy``.
 
-
-def carriers(G, status) -> tuple[np.ndarray, np.ndarray]:
-    """Participants carrying the minor allele, among cases and among controls.
-
-    The minor allele is the rarer one over all participants; dosages are
-    hard-called (rounded) and missing calls are not counted.
+    Returns
+    -------
+    rows : Series
+        row_id -> participant_id, in row order.
+    profiles : DataFrame
+        rows x taxa, counts or relative abundances.
+    kind : str
+        ``counts`` or ``relative`` (of ``profiles``).
+    by_participant : DataFrame
+        participants x taxa with the participant's samples pooled: what the
+        prevalence filter counts.
     """
-    G = np.asarray(G, dtype=float)
-    with np.errstate(invalid="ignore"):
-        af = np.nanmean(G, axis=1) / 2 if G.shape[1] else np.full(G.shape[0], np.nan)
-        calls = np.floor(G + 0.5)
-        carrier = np.where((af <= 0.5)[:, None], calls >= 1, calls <= 1) & ~np.isnan(G)
-    cases = status == 1
-    return carrier[:, cases].sum(axis=1), carrier[:, ~cases].sum(axis=1)
-
-
-def _scan_qc(view: GenotypeView, status: np.ndarray, s: AssociationSettings, variant_ids) -> pd.DataFrame:
-    parts = []
-    for start in range(0, len(view), SCAN_BLOCK):
-        block = view[start:start + SCAN_BLOCK]
-        qc = variant_qc(block, status, s.maf_min, s.call_rate_min, s.hwe_p_min,
-                        variant_ids[start:start + SCAN_BLOCK])
-        qc["carriers_cases"], qc["carriers_controls"] = carriers(block, status)
-        parts.append(qc)
-    if parts:
-        qc = pd.concat(parts)
+    samples = cohort.samples[cohort.samples["participant_id"].isin(keep)]
+    table = cohort.table("taxa").loc[samples.index]
+    kind = cohort.info["abundance_kind"]
+    pooled = participant_profiles(table, samples, "sum").reindex(keep)
+    if policy == "all":
+        order = pd.Series(np.arange(len(keep)), index=keep)
+        ranked = samples.assign(_p=samples["participant_id"].map(order).to_numpy(), _s=samples.index)
+        ranked = ranked.sort_values(["_p", "_s"], kind="stable")
+        rows = ranked["participant_id"].rename_axis("row_id")
+        return rows, table.loc[rows.index], kind, pooled
+    if policy == "first":
+        first = first_samples(samples)
+        unused = samples.index[~samples.index.isin(first.to_numpy())]
+        ledger.dropped("stool_sample", unused, reason="repeat_sample_not_used",
+                       detail=f"{STAGE}: one profile per participant, their first stool sample")
+    if policy == "mean":
+        profiles, kind = participant_profiles(table, samples, "mean").reindex(keep), "relative"
     else:
-        qc = variant_qc(np.zeros((0, status.size)), status, s.maf_min, s.call_rate_min, s.hwe_p_min, [])
-        qc["carriers_cases"] = qc["carriers_controls"] = np.zeros(0, int)
-    few = (qc["carriers_cases"] + qc["carriers_controls"]) < s.min_carriers
-    qc["reason"] = np.where(few, np.where(qc["reason"] == "", "few_carriers", qc["reason"] + ";few_carriers"),
-                            qc["reason"])
-    qc["keep"] = qc["reason"] == ""
-    qc["test_interaction"] = qc["keep"] & (qc["carriers_cases"] >= s.min_carriers) & \
-        (qc["carriers_controls"] >= s.min_carriers)
-    return qc
+        profiles = repeated_sample_profiles(table, samples, policy, kind).reindex(keep)
+    rows = pd.Series(keep, index=pd.Index(keep, name="row_id"), name="participant_id")
+    return rows, profiles, kind, pooled
+
+
+def pc_sites(variants: pd.DataFrame, max_variants: int) -> pd.DataFrame:
+    """Every k-th biallelic variant, k = ceil(variants / max_variants): the thinned set for genetic PCs."""
+    step = max(1, math.ceil(len(variants) / max(max_variants, 1)))
+    return variants.iloc[::step]
+
+
+def genetic_pcs_from_source(genotypes, sites: pd.DataFrame, participants: pd.DataFrame, s: AssociationSettings,
+                            k: int) -> tuple[np.ndarray | None, int]:
+    """Top ``k`` genetic PCs of the participants from the QC-passing ``sites`` (EIGENSTRAT), streamed.
+
+    Returns the (participants x k) eigenvectors (None when fewer than
+    ``pcs_min_variants`` sites pass QC) and the number of sites used.
+
+    Notes
+    -----
+    ``x_vi = (g_vi - 2 p_v) / sqrt(2 p_v (1 - p_v))`` over the passing
+    variants, missing entries 0, ``XX'`` summed block by block; the
+    eigenvectors of ``XX'`` with the largest eigenvalues, each signed so
+    its largest-magnitude entry is positive, as
+    :func:`workflow_scripts.models.association.genetic_pcs`.
+
+    References
+    ----------
+    .. [1] Price AL et al. (2006). Principal components analysis corrects for
+       stratification in genome-wide association studies. Nature Genetics
+       38:904-909.
+    """
+    columns = genotypes.columns_of(participants.index)
+    status = participants["status"].to_numpy()
+    n = len(participants)
+    grm = np.zeros((n, n))
+    used = 0
+    with genotypes.open() as source:
+        for start in range(0, len(sites), PC_BLOCK):
+            variants, dosages = source.read_sites(sites.iloc[start:start + PC_BLOCK])
+            if not len(variants):
+                continue
+            G = participant_dosages(dosages, columns)
+            passing = block_qc(G, variants, status, **s.qc())["keep"].to_numpy()
+            block = G[passing]
+            used += int(passing.sum())
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p = np.nansum(block, axis=1) / (2.0 * (~np.isnan(block)).sum(axis=1))
+                x = (block - 2.0 * p[:, None]) / np.sqrt(2.0 * p * (1.0 - p))[:, None]
+            x = np.where(np.isfinite(x), x, 0.0)
+            grm += x.T @ x
+    if used < max(s.pcs_min_variants, 1):
+        return None, used
+    _, eigvec = np.linalg.eigh(grm)
+    top = eigvec[:, ::-1][:, :k]
+    signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])
+    return top * signs, used
 
 
 def _skip(summary: dict, reason: str) -> dict:
-    summary.update(status="nothing_tested", reason=reason, n_chunks=0, n_variants_tested=0)
+    summary.update(status="nothing_tested", reason=reason, n_chunks=0)
     return summary
 
 
 def prepare(cohort: Cohort, s: AssociationSettings) -> Prepared:
-    """Participants, abundance, covariates, variant QC and chunks for the association stage.
+    """Rows, abundance, covariates, genetic PCs and chunks for the association stage.
 
     Parameters
     ----------
     cohort : Cohort
-        The harmonised cohort, with genotypes (``cohort.info['has_genotypes']``).
+        The harmonised cohort, with its genotype source and variant table.
     s : AssociationSettings
 
     Returns
@@ -262,7 +385,8 @@ def prepare(cohort: Cohort, s: AssociationSettings) -> Prepared:
     part = cohort.participants
     summary: dict = {"status": "ok", "reason": "", "settings": asdict(s),
                      "case_label": cohort.case_label, "control_label": cohort.control_label,
-                     "rank": cohort.info.get("rank"), "household_errors": "CR1 cluster-robust by household"}
+                     "rank": cohort.info.get("rank"), "genotype_format": cohort.genotypes.format,
+                     "dosage_field": cohort.genotypes.source.get("dosage_field")}
 
     design = build_design(part, list(s.covariates), cohort.case_label, stage=STAGE, samples=cohort.samples)
     genotyped = part["has_genotype"].astype(bool)
@@ -270,87 +394,86 @@ def prepare(cohort: Cohort, s: AssociationSettings) -> Prepared:
     _participant_rows(cohort, design.excluded, genotyped, ledger)
     keep = [pid for pid in design.frame.index if genotyped[pid]]
     frame = design.frame.loc[keep]
-    status = frame["status"].to_numpy(dtype=float)
-
-    # Covariates: the design's columns (covariates, site, DMT) without intercept and status.
     fixed = design.matrix(site=True, dmt=True, intercept=True)
     covariates = fixed.drop(columns=[c for c in ("intercept", "status") if c in fixed.columns]).loc[keep]
+    has_household = part.loc[keep, "household_id"].notna() if keep else pd.Series(dtype=bool)
+    clusters = frame["household"].astype(str)
+    if keep and not has_household.any():
+        errors = ("CR1 cluster-robust by participant (the cohort has no households); with repeated samples "
+                  "a participant's samples share their cluster")
+    else:
+        errors = ("CR1 cluster-robust by household (participants without a household are their own "
+                  "cluster; a participant's repeated samples share their household's cluster)")
+    summary["errors"] = errors
 
-    # One abundance profile per participant, CLR over the composition, prevalent species.
-    samples = cohort.samples[cohort.samples["participant_id"].isin(keep)]
-    table = cohort.table("taxa").loc[samples.index]
-    kind = cohort.info["abundance_kind"]
-    if s.repeated_samples == "first":
-        first = first_samples(samples)
-        unused = samples.index[~samples.index.isin(first.to_numpy())]
-        ledger.dropped("stool_sample", unused, reason="repeat_sample_not_used",
-                       detail=f"{STAGE}: one profile per participant, their first stool sample")
-    profiles = repeated_sample_profiles(table, samples, s.repeated_samples, kind).reindex(keep)
+    # The model rows and their abundance.
+    rows, profiles, kind, pooled = model_rows(cohort, keep, s.repeated_samples, ledger)
     clr = clr_abundance(profiles, kind, pseudo_count=s.pseudo_count)
-    features, feature_rows = select_features(profiles, s.min_prevalence, STAGE)
+    features, feature_rows = select_features(pooled, s.min_prevalence, STAGE)
     features = pd.Index(sorted(features), name="feature")
     abundance = clr[features]
+    totals = profiles.sum(axis=1).replace(0, np.nan)
+    relative = profiles[features].div(totals, axis=0).fillna(0.0)
 
-    # Variants: QC on the analysed participants, in blocks of the memory-mapped dosages.
-    variants = cohort.variants.reset_index(drop=True)
-    vids = variants["variant_id"].astype(str).to_numpy()
-    columns = part.index.get_indexer(keep)
-    view = GenotypeView(cohort.genotypes, np.arange(len(variants)), columns)
-    qc = _scan_qc(view, status, s, vids) if keep else pd.DataFrame(
-        {"maf": np.nan, "call_rate": 0.0, "hwe_p": 1.0, "keep": False, "reason": "no_participants",
-         "n_hom_ref": 0, "n_het": 0, "n_hom_alt": 0, "carriers_cases": 0, "carriers_controls": 0,
-         "test_interaction": False}, index=pd.Index(vids, name="variant_id"))
-    qc.index.name = "variant_id"
-    _variant_rows(qc, s, ledger)
+    participants = pd.DataFrame({"status": frame["status"].astype(int), "cluster": clusters},
+                                index=pd.Index(keep, name="participant_id"))
+    columns = cohort.genotypes.columns_of(keep)
+    participants["genotype_columns"] = [";".join(str(int(c)) for c in cols) for cols in columns]
 
-    annotation = variants.set_index("variant_id")
-    table_qc = pd.concat([annotation[[c for c in ("chrom", "pos", "gene_or_locus", "label")
-                                      if c in annotation.columns]],
-                          pd.Series(np.arange(len(variants)), index=annotation.index, name="row"),
-                          qc], axis=1)
-    tested = np.sort(table_qc.index[table_qc["keep"].to_numpy()].to_numpy().astype(str))
-    chunk = pd.Series(-1, index=table_qc.index, dtype=int)
-    chunk[tested] = np.arange(tested.size) // s.chunk_size
-    table_qc["chunk"] = chunk
+    # Variants: the chunk plan and the labelled ones.
+    variants = cohort.variants
+    chunks = plan_chunks(variants, s.chunk_size, cohort.genotypes.region_reads)
+    chunk_of = np.repeat(chunks["chunk"].to_numpy(), chunks["n_variants"].to_numpy())
+    labels = variants["label"].fillna("").astype(str) if "label" in variants else pd.Series("", index=variants.index)
+    labelled = variants.loc[labels.ne("").to_numpy(), ["variant_id", "label", "gene_or_locus"]].assign(
+        chunk=chunk_of[labels.ne("").to_numpy()])
 
-    # Genetic principal components from the QC-passing variants, when there are enough.
-    pcs = {"requested": int(s.genetic_pcs), "used": 0, "reason": ""}
+    # Genetic principal components from a thinned subset, when enough of it passes QC.
+    pcs = {"requested": int(s.genetic_pcs), "used": 0, "reason": "", "n_variants": 0}
     k = int(s.genetic_pcs)
-    if k > 0:
-        if tested.size < max(s.pcs_min_variants, 1):
-            pcs["reason"] = (f"{tested.size} QC-passing variants < pcs_min_variants "
-                             f"({s.pcs_min_variants}); no genetic PCs")
-        elif k >= len(keep) - 3:
+    if k > 0 and len(keep) >= MIN_PARTICIPANTS:
+        sites = pc_sites(variants, s.pcs_max_variants)
+        if k >= len(keep) - 3:
             pcs["reason"] = f"{len(keep)} participants are too few for {k} genetic PCs"
+        elif len(sites) < max(s.pcs_min_variants, 1):
+            pcs["reason"] = (f"{len(variants)} variants in the file < pcs_min_variants ({s.pcs_min_variants}); "
+                             "no genetic PCs")
         else:
-            pass_rows = table_qc.loc[tested, "row"].to_numpy()
-            vectors = genetic_pcs(GenotypeView(cohort.genotypes, np.sort(pass_rows), columns), k=k,
-                                  chunk_size=SCAN_BLOCK)
-            for j in range(k):
-                covariates[f"PC{j + 1}"] = vectors[:, j]
-            pcs["used"] = k
-            pcs["reason"] = f"from {tested.size} QC-passing variants"
+            vectors, used = genetic_pcs_from_source(cohort.genotypes, sites, participants, s, k)
+            pcs["n_variants"] = used
+            if vectors is None:
+                pcs["reason"] = (f"{used} of the {len(sites)} thinned variants pass QC < pcs_min_variants "
+                                 f"({s.pcs_min_variants}); no genetic PCs")
+            else:
+                for j in range(k):
+                    covariates[f"PC{j + 1}"] = vectors[:, j]
+                pcs["used"] = k
+                pcs["reason"] = (f"from {used} QC-passing variants of {len(sites)} taken evenly spaced "
+                                 f"(every {max(1, math.ceil(len(variants) / s.pcs_max_variants))}th) along "
+                                 f"the {len(variants)}")
 
-    participants = pd.DataFrame({"genotype_column": columns, "household": frame["household"].astype(str),
-                                 "status": frame["status"].astype(int)}, index=pd.Index(keep, name="participant_id"))
-    participants = pd.concat([participants, covariates.astype(float)], axis=1)
+    row_participant = rows.to_numpy()
+    table_rows = pd.DataFrame({"participant_id": row_participant,
+                               "status": participants["status"].reindex(row_participant).to_numpy(),
+                               "cluster": participants["cluster"].reindex(row_participant).to_numpy()},
+                              index=rows.index)
+    table_rows = pd.concat([table_rows, covariates.astype(float).reindex(row_participant).set_axis(rows.index)],
+                           axis=1)
 
-    n_cases = int(status.sum())
-    households = frame["household"]
+    n_cases = int(frame["status"].sum())
     summary.update({
         "n_participants": len(keep),
         "n_cases": n_cases,
         "n_controls": len(keep) - n_cases,
-        "n_households": int(households.nunique()),
+        "n_rows": int(len(rows)),
+        "n_households": int(part.loc[keep, "household_id"].dropna().nunique()),
+        "n_clusters": int(clusters.nunique()),
         "n_paired_households": int(frame.groupby("household")["status"].nunique().eq(2).sum()),
         "n_participants_excluded": int(sum(r[0] == "participant" for r in ledger.rows)),
         "n_features": len(features),
         "n_features_filtered": len(feature_rows),
-        "n_variants": len(variants),
-        "n_variants_failed_qc": int((~table_qc["keep"]).sum()),
-        "n_variants_tested": int(tested.size),
-        "n_variants_main_effect_only": int((table_qc["keep"] & ~table_qc["test_interaction"]).sum()),
-        "n_chunks": int(-(-tested.size // s.chunk_size)),
+        "n_variants": int(len(variants)),
+        "n_chunks": int(len(chunks)),
         "chunk_size": int(s.chunk_size),
         "covariate_columns": list(covariates.columns),
         "genetic_pcs": pcs,
@@ -361,12 +484,13 @@ def prepare(cohort: Cohort, s: AssociationSettings) -> Prepared:
         summary = _skip(summary, f"{len(keep)} participants with genotype and covariates "
                                  f"({n_cases} {cohort.case_label}); need at least {MIN_PARTICIPANTS} "
                                  "with both statuses")
-        table_qc["chunk"] = -1
     elif not len(features):
         summary = _skip(summary, f"no species passes the prevalence filter ({s.min_prevalence:g})")
-        table_qc["chunk"] = -1
-    elif not tested.size:
-        summary = _skip(summary, "no variant passes QC")
+    elif not len(variants):
+        summary = _skip(summary, "the genotype file has no biallelic variant")
+    if summary["status"] != "ok":
+        chunks = chunks.iloc[:0]
     ledger.extend(feature_rows)
-    return Prepared(participants=participants, abundance=abundance, variant_qc=table_qc,
+    return Prepared(participants=participants, rows=table_rows, abundance=abundance.set_axis(rows.index),
+                    relative=relative.set_axis(rows.index), chunks=chunks, labelled=labelled.reset_index(drop=True),
                     ledger=ledger.frame(), summary=summary, covariate_columns=list(covariates.columns))

@@ -1,7 +1,10 @@
-"""Variant quality control before association: MAF, call rate, Hardy-Weinberg.
+"""Variant quality control before association: MAF, call rate, Hardy-Weinberg, carriers, imputation quality.
 
 Pure functions on arrays; the association rule decides what to do with the
-table (normally: test only ``keep`` variants).
+table (normally: test only ``keep`` variants).  :func:`block_qc` is what each
+chunk job runs on the block of variants it has just read (and what the
+preparation runs on the variants it thins for the genetic principal
+components): the per-variant filters of the stage in their order.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from workflow_scripts.errors import Problems
+from ..errors import Problems
+from ..gwas.qc import dosage_r2
 
-__all__ = ["genotype_counts", "hwe_exact", "variant_qc"]
+__all__ = ["QC_COLUMNS", "block_qc", "carriers", "genotype_counts", "hwe_exact", "variant_qc"]
 
 #: Heterozygote-count probabilities within this relative distance of the
 #: observed one count as ties (guards against rounding in log-gamma sums).
@@ -185,3 +189,73 @@ def variant_qc(G, status, maf_min: float = 0.05, call_rate_min: float = 0.95,
         "n_het": het,
         "n_hom_alt": hom_alt,
     }, index=index)
+
+
+def carriers(G, status) -> tuple[np.ndarray, np.ndarray]:
+    """Participants carrying the minor allele, among cases and among controls.
+
+    The minor allele is the rarer one over all participants; dosages are
+    hard-called (rounded) and missing calls are not counted.
+    """
+    G = np.asarray(G, dtype=float)
+    with np.errstate(invalid="ignore"):
+        af = np.nanmean(G, axis=1) / 2 if G.shape[1] else np.full(G.shape[0], np.nan)
+        calls = np.floor(G + 0.5)
+        carrier = np.where((af <= 0.5)[:, None], calls >= 1, calls <= 1) & ~np.isnan(G)
+    cases = np.asarray(status) == 1
+    return carrier[:, cases].sum(axis=1), carrier[:, ~cases].sum(axis=1)
+
+
+#: Columns of :func:`block_qc` (and of ``variant_qc.tsv``), in order.
+QC_COLUMNS = ["variant_id", "chrom", "pos", "ref", "alt", "quality", "quality_field", "dosage_r2", "maf",
+              "call_rate", "hwe_p", "n_hom_ref", "n_het", "n_hom_alt", "carriers_cases", "carriers_controls",
+              "keep", "test_interaction", "reason"]
+
+
+def block_qc(G, variants: pd.DataFrame, status, maf_min: float, call_rate_min: float, hwe_p_min: float,
+             min_carriers: int, quality_min: float) -> pd.DataFrame:
+    """Every per-variant filter of the stage, for one block of variants (participants' dosages).
+
+    Parameters
+    ----------
+    G : (V, n) dosages of the participants analysed (NaN = missing)
+    variants : DataFrame
+        The reader's rows for ``G`` (``variant_id``, ``chrom``, ``pos``,
+        ``ref``, ``alt``, ``quality``, ``quality_field``).
+    status : (n,) 1 = case, 0 = control
+    maf_min, call_rate_min, hwe_p_min : float
+        As :func:`variant_qc`.
+    min_carriers : int
+        Fewest minor-allele carriers (``few_carriers``); the interaction is
+        tested only with this many among cases and among controls.
+    quality_min : float
+        The file's imputation quality (INFO/R2/DR2) below this fails
+        (``low_imputation_quality``); NaN (not stated) passes.
+
+    Returns
+    -------
+    DataFrame
+        :data:`QC_COLUMNS`; ``reason`` lists every failed filter (``;``),
+        ``dosage_r2`` is the MaCH r-squared of the dosages (for information).
+    """
+    G = np.asarray(G, dtype=float)
+    status = np.asarray(status)
+    qc = variant_qc(G, status, maf_min, call_rate_min, hwe_p_min)
+    cases, controls = carriers(G, status) if G.shape[0] else (np.zeros(0, int), np.zeros(0, int))
+    quality = variants["quality"].to_numpy(dtype=float)
+    reason = qc["reason"].to_numpy(dtype=object)
+    for failed, name in ((quality < quality_min, "low_imputation_quality"),
+                         (cases + controls < min_carriers, "few_carriers")):
+        reason = np.where(failed, np.where(reason == "", name, reason + ";" + name), reason)
+    keep = reason == ""
+    out = pd.DataFrame({
+        "variant_id": variants["variant_id"].to_numpy(), "chrom": variants["chrom"].to_numpy(),
+        "pos": variants["pos"].to_numpy(), "ref": variants["ref"].to_numpy(), "alt": variants["alt"].to_numpy(),
+        "quality": quality, "quality_field": variants["quality_field"].to_numpy(),
+        "dosage_r2": dosage_r2(G) if G.shape[0] else np.zeros(0),
+        "maf": qc["maf"].to_numpy(), "call_rate": qc["call_rate"].to_numpy(), "hwe_p": qc["hwe_p"].to_numpy(),
+        "n_hom_ref": qc["n_hom_ref"].to_numpy(), "n_het": qc["n_het"].to_numpy(),
+        "n_hom_alt": qc["n_hom_alt"].to_numpy(), "carriers_cases": cases, "carriers_controls": controls,
+        "keep": keep, "test_interaction": keep & (cases >= min_carriers) & (controls >= min_carriers),
+        "reason": reason.astype(str)}, columns=QC_COLUMNS)
+    return out

@@ -50,7 +50,7 @@ def clump(tests: pd.DataFrame, p_threshold: float = 5e-8, window: int = 500_000,
     leads = []
     for _, rows in sig.groupby(group, sort=True):
         rows = rows.iloc[np.argsort(rows[p_column].to_numpy(), kind="stable")]
-        chrom = rows["chrom"].astype(str).to_numpy()
+        chrom = rows["chrom"].fillna("").astype(str).to_numpy()     # no chromosome (a dosage TSV): one
         pos = rows["pos"].to_numpy(np.int64)
         free = np.ones(len(rows), bool)
         for i in range(len(rows)):

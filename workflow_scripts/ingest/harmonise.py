@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import skbio
 
-from ..cohort import Cohort
+from ..cohort import Cohort, CohortGenotypes
 from ..errors import InputError, Problem, Problems
 from ..provenance import sha256
 from ..io.abundance import check_values, read_abundance
-from ..io.genotypes import Genotypes, read_genotypes, read_variant_annotation
+from ..io.genotypes import GenotypeScan, read_variant_annotation, scan_genotypes
 from ..io.tables import read_table
 from ..io.taxonomy import aggregate, assign, read_taxonomy, unassigned_label
 from ..ledger import Ledger
@@ -135,7 +135,7 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     values = collect.run(check_values, abundance, s.abundance_kind) if abundance is not None else None
     lineages = collect.run(read_taxonomy, s.taxonomy) if s.taxonomy else None
     tree = collect.run(_read_tree, s.tree) if s.tree else None
-    genotypes = collect.run(read_genotypes, s.genotypes) if s.genotypes else None
+    genotypes = collect.run(scan_genotypes, s.genotypes) if s.genotypes else None
     annotation = collect.run(read_variant_annotation, s.variants) if s.variants else None
     if abundance is not None and not s.taxonomy and not abundance.lineages and s.rank != "feature":
         collect.problems.add("config", f"rank is {s.rank!r} but no taxonomy is given and "
@@ -163,7 +163,7 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
     if blood is not None:
         geno, variants, biomarkers = _blood(blood, genotypes, annotation, part.index, s, ledger)
         part = part.join(biomarkers)
-        part["has_genotype"] = ~np.isnan(geno).all(axis=0) if geno is not None else False
+        part["has_genotype"] = part.index.isin(geno.samples["participant_id"]) if geno is not None else False
     part["n_stool_samples"] = samples.groupby("participant_id").size().reindex(part.index).astype(int)
     samples = samples.join(part.drop(columns=["n_stool_samples"]), on="participant_id")
     if tree is not None:
@@ -174,11 +174,11 @@ def ingest(settings: Settings) -> tuple[Cohort, pd.DataFrame]:
         "case_label": s.case_label, "control_label": s.control_label, "rank": s.rank,
         "abundance_kind": s.abundance_kind, "abundance_scale": scale,
         "abundance_format": abundance.format, "has_tree": tree is not None,
-        "has_genotypes": geno is not None, "genotype_source": genotypes.source if genotypes else None,
+        "has_genotypes": geno is not None, "genotype_source": genotypes.dosage_field if genotypes else None,
         "n_participants": int(len(part)), "n_samples": int(len(samples)),
         "n_households_paired": int(part.loc[part["paired"], "household_id"].nunique()),
         "n_features": int(features.shape[0]), "n_taxa": int(taxa.shape[0]),
-        "n_variants": int(0 if geno is None else geno.shape[0]),
+        "n_variants": int(0 if geno is None else len(variants)),
         "settings": asdict(s),
         "input_sha256": {k: sha256(v) for k, v in asdict(s).items()
                          if isinstance(v, str) and k in _INPUT_KEYS},
@@ -306,9 +306,13 @@ def _feature_tables(abundance, data, sample_ids, lineages: pd.Series, s: Setting
     return features, taxa_table, taxonomy
 
 
-def _blood(blood, genotypes: Genotypes | None, annotation, kept_pids: pd.Index, s: Settings,
+def _blood(blood, genotypes: GenotypeScan | None, annotation, kept_pids: pd.Index, s: Settings,
            ledger: Ledger):
-    """Genotypes aligned to kept participants, and per-participant biomarkers."""
+    """The genotype source with its sample -> participant map, the variants, and per-participant biomarkers.
+
+    No dosage is loaded: duplicate blood samples of a participant are
+    compared on the first variants of the file (``genotypes.check``).
+    """
     blood = blood.set_index("sample_id", drop=False)
     in_manifest = set(blood.index)
     of_kept = blood["participant_id"].isin(kept_pids)
@@ -324,7 +328,7 @@ def _blood(blood, genotypes: Genotypes | None, annotation, kept_pids: pd.Index, 
         ledger.kept("blood_sample", blood.index, s.blood_manifest, "no_genotype_file",
                     "no genotype file given; used for sNfL/GFAP only")
         return None, None, biomarkers
-    columns = pd.Index(genotypes.sample_ids)
+    columns = pd.Index(genotypes.samples)
     in_geno = blood.index.isin(columns)
     ledger.dropped("blood_sample", blood.index[~in_geno], s.blood_manifest, "not_in_genotypes",
                    f"no column in {s.genotypes} (its sNfL/GFAP are still used)")
@@ -333,32 +337,34 @@ def _blood(blood, genotypes: Genotypes | None, annotation, kept_pids: pd.Index, 
     ledger.dropped("genotype_column", columns[~known], s.genotypes, "not_in_blood_manifest",
                    f"no row in {s.blood_manifest}")
     typed = blood[in_geno]
-    dosage = np.full((genotypes.dosages.shape[0], len(kept_pids)), np.nan)
+    _, check = genotypes.check
+    n_checked = check.shape[0]
     problems = Problems()
     first_sample: dict[str, str] = {}
+    rows = []
     for sid, pid in zip(typed.index, typed["participant_id"]):
-        col = genotypes.dosages[:, columns.get_loc(sid)]
-        j = kept_pids.get_loc(pid)
+        column = int(columns.get_loc(sid))
         if pid not in first_sample:
             first_sample[pid] = sid
-            dosage[:, j] = col
+            rows.append((sid, column, pid))
             ledger.kept("blood_sample", [sid], s.blood_manifest)
             continue
-        diff = np.abs(dosage[:, j] - col)
+        first = check[:, columns.get_loc(first_sample[pid])].astype(float)
+        diff = np.abs(first - check[:, column])
         worst = np.nanmax(diff) if np.isfinite(diff).any() else 0.0
         if worst > s.max_duplicate_discordance:
             problems.add(s.blood_manifest, f"blood samples {first_sample[pid]!r} and {sid!r} of participant "
-                         f"{pid!r} have discordant genotypes (dosages differ by up to {worst:.2f})",
+                         f"{pid!r} have discordant genotypes (dosages differ by up to {worst:.2f} over the "
+                         f"first {n_checked} variants)",
                          "check for a sample swap; remove the wrong sample from the blood manifest",
                          item=sid)
             continue
-        both = np.vstack([dosage[:, j], col])
-        called = np.isfinite(both).sum(axis=0)
-        dosage[:, j] = np.where(called > 0, np.nansum(both, axis=0) / np.maximum(called, 1), np.nan)
+        rows.append((sid, column, pid))
         ledger.kept("blood_sample", [sid], s.blood_manifest, "merged_concordant_duplicate",
-                    f"second blood sample of {pid}; dosages averaged with {first_sample[pid]}")
+                    f"second blood sample of {pid}; dosages averaged with {first_sample[pid]} (concordant "
+                    f"over the first {n_checked} variants)")
     problems.raise_if_any()
-    variants = genotypes.variants.drop(columns=["_line"]).copy()
+    variants = genotypes.variants.copy()
     if annotation is not None:
         unknown = ~annotation["variant_id"].isin(variants["variant_id"])
         ledger.dropped("variant_annotation", annotation.loc[unknown, "variant_id"], s.variants,
@@ -370,4 +376,9 @@ def _blood(blood, genotypes: Genotypes | None, annotation, kept_pids: pd.Index, 
     for vid, reason, detail in genotypes.dropped:
         ledger.dropped("variant", [vid], s.genotypes, reason, detail)
     ledger.kept("variant", variants["variant_id"], s.genotypes)
-    return dosage, variants, biomarkers
+    source = {"path": genotypes.path, "format": genotypes.format, "dosage_field": genotypes.dosage_field,
+              "indexed": genotypes.indexed, "undeclared": genotypes.undeclared, "n_samples": len(genotypes.samples),
+              "n_records": int(len(variants) + len(genotypes.dropped)), "n_variants": int(len(variants)),
+              "n_checked": int(n_checked)}
+    samples = pd.DataFrame(rows, columns=["sample_id", "column", "participant_id"])
+    return CohortGenotypes(source, samples), variants, biomarkers

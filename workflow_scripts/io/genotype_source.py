@@ -156,6 +156,25 @@ class GenotypeSource:
                 yield variants, dosages
             start += size
 
+    def iter_range(self, first: int, stop: int, size: int = 2_000) -> Iterator[Chunk]:
+        """:meth:`read_range` of ``first:stop``, ``size`` records at a time (memory of one block)."""
+        for start in range(int(first), int(stop), int(size)):
+            variants, dosages = self.read_range(start, min(start + int(size), int(stop)))
+            if len(variants):
+                yield variants, dosages
+
+    def iter_region(self, chrom: str, start: int | None = None, end: int | None = None,
+                    size: int = 2_000) -> Iterator[Chunk]:
+        """:meth:`read` of one region in blocks of ``size`` records (indexed formats stream them)."""
+        variants, dosages = self.read(chrom, start, end)
+        for first in range(0, len(variants), int(size)):
+            yield variants.iloc[first:first + int(size)].reset_index(drop=True), dosages[first:first + int(size)]
+
+    def read_sites(self, sites: pd.DataFrame) -> Chunk:
+        """The records of given variants (rows of :meth:`variant_table`: ``index``, ``variant_id``,
+        ``chrom``, ``pos``), in file order; formats with an index override it to seek each one."""
+        return self._read_indices(np.sort(np.asarray(sites["index"], dtype=np.int64)))
+
     # ------------------------------------------------------------------ for subclasses
 
     def _records(self, first: int = 0) -> Iterator[tuple]:
@@ -322,6 +341,11 @@ class DosageTableSource(GenotypeSource):
                 except ValueError:
                     problems.add(self.path, f"dosage {value!r} is not a number", "give a dosage 0-2 or NA",
                                  line=lineno, item=fields[0], column=self.samples[j])
+                    continue
+                if not 0 <= row[j] <= 2:
+                    problems.add(self.path, f"dosage {row[j]:g} is outside 0-2",
+                                 "dosages count alternate alleles: 0, 1 or 2 (decimals for imputed)",
+                                 line=lineno, item=fields[0], column=self.samples[j])
             if len(problems.items) > MAX_REPORTED:
                 break
             if not problems:
@@ -346,6 +370,23 @@ class DosageTableSource(GenotypeSource):
                     yield index, lineno, line
 
         return self._chunk(list(self._parse(rows())))
+
+    def iter_range(self, first: int, stop: int, size: int = 2_000) -> Iterator[Chunk]:
+        """Records ``first:stop`` in one streaming pass, ``size`` at a time."""
+        def rows():
+            for index, lineno, line in self._rows(int(first)):
+                if index >= int(stop):
+                    return
+                yield index, lineno, line
+
+        batch = []
+        for item in self._parse(rows()):
+            batch.append(item)
+            if len(batch) == size:
+                yield self._chunk(batch)
+                batch = []
+        if batch:
+            yield self._chunk(batch)
 
     def blocks(self, size: int = 10_000) -> Iterator[Chunk]:
         """The whole table in one streaming pass, ``size`` variants at a time."""
@@ -399,6 +440,24 @@ def detect_format(path) -> str:
     return "dosage"
 
 
+def companion_files(path) -> list[str]:
+    """The files a genotype file is read with, beside it: PLINK's ``.bed``/``.bim``/``.fam`` (named by any
+    of them or the prefix), BGEN's ``.sample``, a VCF/BCF's tabix/CSI index (when there).
+
+    For Snakemake rules to declare as inputs (cheap: no file is opened).
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith((".bed", ".bim", ".fam")) or (not p.exists() and p.with_name(p.name + ".bed").exists()):
+        prefix = p.with_suffix("") if name.endswith((".bed", ".bim", ".fam")) else p
+        return [str(prefix.with_name(prefix.name + ext)) for ext in (".bed", ".bim", ".fam")]
+    if name.endswith(".bgen"):
+        candidates = [p.with_suffix(".sample"), p.with_name(p.name + ".sample")]
+    else:
+        candidates = [p.with_name(p.name + ".csi"), p.with_name(p.name + ".tbi")]
+    return [str(c) for c in candidates if c.is_file()][:1]
+
+
 def open_genotypes(path, format: str = "auto", **options) -> GenotypeSource:
     """Open a genotype file for streaming reads.
 
@@ -441,6 +500,6 @@ def open_genotypes(path, format: str = "auto", **options) -> GenotypeSource:
                               f"use one of {', '.join(FORMATS)} or auto")])
 
 
-__all__ = ["COUNT_COLUMNS", "Chunk", "DosageTableSource", "FORMATS", "GenotypeSource", "ID_PATTERN",
+__all__ = ["COUNT_COLUMNS", "Chunk", "DosageTableSource", "companion_files", "FORMATS", "GenotypeSource", "ID_PATTERN",
            "QUALITY_FIELDS", "VARIANT_COLUMNS", "VARIANT_ID_PATTERN", "check_dosages", "check_samples",
            "detect_format", "open_genotypes"]

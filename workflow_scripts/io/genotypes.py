@@ -39,7 +39,7 @@ class Genotypes:
         return self.variants["variant_id"].tolist()
 
 
-def _gt_dosage(call: str) -> float | None:
+def gt_dosage(call: str) -> float | None:
     """Alternate-allele count of a biallelic GT; NaN for a missing call; None if unreadable."""
     alleles = GT_SPLIT.split(call)
     if any(a == "." for a in alleles):
@@ -108,7 +108,7 @@ def read_vcf(path) -> Genotypes:
                     problems.add(path, f"DS {value!r} is not a number", "DS must be a dosage 0-2 or '.'",
                                  line=lineno, item=vid, column=samples[j])
             else:
-                dosage = _gt_dosage(value)
+                dosage = gt_dosage(value)
                 if dosage is None:
                     problems.add(path, f"unreadable GT {value!r}",
                                  "GT must be a biallelic call like 0/0, 0|1, 1/1 or ./.",
@@ -203,6 +203,112 @@ def _read_whole(path) -> Genotypes:
     return _checked(Genotypes(str(path), dosages.astype(float), frame, samples, source, dropped))
 
 
+#: Variants whose dosages ingest reads to check a genotype file (values, duplicate concordance).
+CHECK_VARIANTS = 2_000
+
+
+@dataclass
+class GenotypeScan:
+    """What ingest learns of a genotype file without loading its dosages (:func:`scan_genotypes`).
+
+    Attributes
+    ----------
+    path, format : str
+        The file and its format (``vcf``, ``bcf``, ``plink``, ``bgen``, ``dosage``).
+    dosage_field : str
+        Where the dosages come from (``DS``, ``GT``, ``A1 count``, ``probabilities``, ``dosage``).
+    samples : list of str
+        Blood sample ids, in file order (a sample's position is its column).
+    variants : DataFrame
+        The biallelic records (:data:`~workflow_scripts.io.genotype_source.VARIANT_COLUMNS`
+        without ``multiallelic``), in file order.
+    dropped : list of (variant_id, reason, detail)
+        Records that are not analysed (multi-allelic), for the ledger.
+    check : (DataFrame, ndarray)
+        The first :data:`CHECK_VARIANTS` biallelic records and their dosages
+        (variants x samples): what ingest checks duplicate blood samples on.
+    indexed : bool
+        A VCF/BCF with a tabix/CSI index beside it.
+    undeclared : list of str
+        FORMAT fields (``GT``, ``DS``) a text VCF uses without declaring them
+        in its header (it is then read through a copy that declares them).
+    """
+
+    path: str
+    format: str
+    dosage_field: str
+    samples: list[str]
+    variants: pd.DataFrame
+    dropped: list[tuple[str, str, str]]
+    check: tuple[pd.DataFrame, np.ndarray]
+    indexed: bool = False
+    undeclared: list[str] = field(default_factory=list)
+
+
+def _check_sorted(path: str, table: pd.DataFrame) -> None:
+    """Records grouped by chromosome and sorted by position within it (region reads need it)."""
+    chrom = table["chrom"].astype(str).to_numpy()
+    pos = table["pos"].to_numpy(np.int64)
+    if not chrom.size:
+        return
+    change = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
+    starts = np.r_[0, change]
+    seen = pd.Series(chrom[starts])
+    again = seen.duplicated()
+    if again.any():
+        at = starts[np.flatnonzero(again.to_numpy())[0]]
+        raise InputError([Problem(path, f"chromosome {chrom[at]!r} appears in two separate blocks of records",
+                                  "sort the file by chromosome and position (bcftools sort, plink2 "
+                                  "--sort-vars)", item=str(table["variant_id"].iloc[at]))])
+    back = np.flatnonzero((pos[1:] < pos[:-1]) & (chrom[1:] == chrom[:-1]))
+    if back.size:
+        at = back[0] + 1
+        raise InputError([Problem(path, f"position {pos[at]} on chromosome {chrom[at]!r} comes after "
+                                  f"{pos[at - 1]}: the records are not sorted by position",
+                                  "sort the file by chromosome and position (bcftools sort, plink2 "
+                                  "--sort-vars)", item=str(table["variant_id"].iloc[at]))])
+
+
+def scan_genotypes(path, check_variants: int | None = None) -> GenotypeScan:
+    """Samples, variant table and the first variants' dosages of a genotype file, without loading it.
+
+    One pass over the variant records (no dosage is decoded) gives the
+    variant table, the multi-allelic records and the check that records are
+    sorted; then the dosages of the first ``check_variants`` (default
+    :data:`CHECK_VARIANTS`) biallelic records are read (they are what ingest compares duplicate blood samples on).  A
+    dosage TSV, meant for candidate sets, is read in full, streamed, so
+    every value is checked here; in the other formats each association job
+    checks the dosages it reads.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, bad or duplicate sample or variant ids,
+        unsorted records, bad dosages in the part read.
+    """
+    from .genotype_source import open_genotypes
+
+    with open_genotypes(path) as source:
+        table = source.variant_table()
+        samples, fmt, dosage_field = list(source.samples), source.format, source.dosage_field
+        multi = table["multiallelic"].to_numpy()
+        variants = table[~multi].drop(columns="multiallelic").reset_index(drop=True)
+        if fmt != "dosage":
+            _check_sorted(str(path), variants)
+        empty = (variants.iloc[:0], np.zeros((0, len(samples)), np.float32))
+        blocks = source.blocks(check_variants or CHECK_VARIANTS)
+        check = next(blocks, empty)
+        if fmt == "dosage":
+            for _ in blocks:        # every value of a candidate-set table is checked now
+                pass
+        blocks.close()
+        indexed = bool(getattr(source, "indexed", False))
+        undeclared = list(getattr(source, "undeclared", []))
+    dropped = [(vid, "multiallelic", f"ALT {alt}: split with bcftools norm -m- to analyse")
+               for vid, alt in zip(table.loc[multi, "variant_id"], table.loc[multi, "alt"])]
+    return GenotypeScan(str(path), fmt, dosage_field, samples, variants, dropped, check, indexed, undeclared)
+
+
 def read_variant_annotation(path) -> pd.DataFrame:
     """Variant annotation TSV: ``variant_id``, ``gene_or_locus``, ``label``."""
     frame = read_table(path)
@@ -219,5 +325,5 @@ def read_variant_annotation(path) -> pd.DataFrame:
     return frame[["variant_id", "gene_or_locus", "label"]].reset_index(drop=True)
 
 
-__all__ = ["Genotypes", "read_genotypes", "read_vcf", "read_dosage_table",
-           "read_variant_annotation", "ID_PATTERN"]
+__all__ = ["CHECK_VARIANTS", "GenotypeScan", "Genotypes", "read_genotypes", "read_vcf", "read_dosage_table",
+           "read_variant_annotation", "scan_genotypes", "ID_PATTERN"]

@@ -11,6 +11,8 @@ decoded (htslib then skips the FORMAT fields).
 from __future__ import annotations
 
 import gzip
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,17 +58,30 @@ class VcfSource(GenotypeSource):
         if not p.is_file():
             raise missing_file(path, "genotype file", "check inputs.genotypes in the config")
         self.threads = int(threads)
-        self._vcf = self._open()
-        self.samples = list(self._vcf.samples)
-        check_samples(self.path, self.samples)
+        self._read_path = self.path
+        self._tmpdir = None
+        self._vcf = self._open(sites_only=True)
         self.format = "bcf" if _is_bcf(p) else "vcf"
-        header = {(h.type, h.info().get("ID")): h.info() for h in self._vcf.header_iter()
-                  if h.type in ("FORMAT", "INFO")}
-        self.has_ds = ("FORMAT", "DS") in header
-        self.has_gt = ("FORMAT", "GT") in header
-        self.dosage_field = "DS" if self.has_ds else "GT"
+        lines = list(self._vcf.header_iter())
+        header = {(h.type, h.info().get("ID")): h.info() for h in lines if h.type in ("FORMAT", "INFO")}
+        #: What a hand-made text VCF uses without declaring it in its header: the FORMAT fields GT/DS,
+        #: or any contig.  cyvcf2 can crash (not raise) on a malformed record of such a file, so it is
+        #: read through a BGZF copy with the declarations added (:func:`declared_copy`), made once here.
+        self.undeclared = [] if self.format == "bcf" else \
+            [f for f in ("GT", "DS") if ("FORMAT", f) not in header] + \
+            (["contig"] if not any(h.type == "CONTIG" for h in lines) else [])
+        if self.undeclared:
+            self._tmpdir = tempfile.mkdtemp(prefix="vcf-")
+            self._read_path = str(declared_copy(self.path, Path(self._tmpdir) / "declared.vcf.gz",
+                                                self.undeclared))
+        self.samples = self._open_samples()
+        check_samples(self.path, self.samples)
+        self.has_ds = self.has_gt = True    # per record: DS when the record has it, else GT
+        self.dosage_field = "DS" if ("FORMAT", "DS") in header else "GT" if ("FORMAT", "GT") in header \
+            else self._first_format()
         self.quality_field = next((f for f in QUALITY_FIELDS if ("INFO", f) in header), "")
-        self.index_file = Path(index) if index is not None else _index_file(p) if _is_compressed(p) else None
+        self.index_file = Path(index) if index is not None else \
+            _index_file(p) if _is_compressed(p) and not self.undeclared else None
         if self.index_file is not None and not self.index_file.is_file():
             raise missing_file(self.index_file, "VCF index", "give an existing .tbi/.csi or none")
 
@@ -74,11 +89,28 @@ class VcfSource(GenotypeSource):
     def indexed(self) -> bool:
         return self.index_file is not None
 
+    def _open_samples(self) -> list[str]:
+        vcf = self._open()
+        try:
+            return list(vcf.samples)
+        finally:
+            vcf.close()
+
+    def _first_format(self) -> str:
+        """DS or GT, from the FORMAT column of the first record (read as text: the header names neither)."""
+        opener = gzip.open if _is_compressed(Path(self.path)) else open
+        with opener(self.path, "rt", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.startswith("#"):
+                    fields = line.split("\t", 9)
+                    return "DS" if len(fields) > 8 and "DS" in fields[8].split(":") else "GT"
+        return "GT"
+
     def _open(self, sites_only: bool = False):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return cyvcf2.VCF(self.path, gts012=True, lazy=True, threads=self.threads,
+                return cyvcf2.VCF(self._read_path, gts012=True, lazy=True, threads=self.threads,
                                   samples=[] if sites_only else None)
         except Exception as err:  # noqa: BLE001 - htslib reports any failure as a bare exception
             _raise_header_problems(self.path)
@@ -90,11 +122,19 @@ class VcfSource(GenotypeSource):
         if self._vcf is not None:
             self._vcf.close()
             self._vcf = None
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
 
     # ------------------------------------------------------------------ records
 
     def _walk(self, vcf, region: str | None = None) -> Iterator:
-        """Records of a handle (or of a region query), htslib errors as InputError."""
+        """Records of a handle (or of a region query), htslib errors as InputError.
+
+        When a whole-file walk of a text VCF fails on a record, the record's
+        line is read again as text to say which call is wrong (htslib only
+        says that it could not parse it).
+        """
         number = 0
         try:
             with warnings.catch_warnings():
@@ -105,9 +145,10 @@ class VcfSource(GenotypeSource):
         except InputError:
             raise
         except Exception as err:  # noqa: BLE001 - htslib parse errors arrive as plain exceptions
-            raise InputError([Problem(self.path, f"cannot be read after record {number} ({err})",
-                                      "the file looks truncated or malformed: check it with bcftools view")]) \
-                from err
+            found = None if region or self.format == "bcf" else explain_record(self.path, number)
+            raise InputError([found or Problem(self.path, f"cannot be read after record {number} ({err})",
+                                               "the file looks truncated or malformed: check it with "
+                                               "bcftools view")]) from err
 
     def _site(self, index: int, rec) -> tuple:
         chrom, pos, ref = rec.CHROM, int(rec.POS), rec.REF
@@ -182,13 +223,9 @@ class VcfSource(GenotypeSource):
                                      and (end is None or site[3] <= end))
 
         if chrom is not None and self.indexed:
-            region = str(chrom) if start is None and end is None else \
-                f"{chrom}:{max(int(start or 1), 1)}-{int(end) if end is not None else ''}".rstrip("-")
-            vcf = self._open()
-            if self.index_file != _index_file(Path(self.path)):     # an index kept elsewhere
-                vcf.set_index(str(self.index_file))
+            vcf = self._indexed_handle()
             try:
-                return self._collect(((-1, rec) for rec in self._walk(vcf, region)), keep)
+                return self._collect(((-1, rec) for rec in self._walk(vcf, _region(chrom, start, end))), keep)
             finally:
                 vcf.close()
         return self._collect(self._scan(chrom), keep)
@@ -225,8 +262,11 @@ class VcfSource(GenotypeSource):
 
     def blocks(self, size: int = 10_000) -> Iterator[Chunk]:
         """The whole file in one streaming pass, ``size`` biallelic records at a time."""
+        yield from self._batches(self._rows(self._scan(), lambda site: True), size)
+
+    def _batches(self, rows, size: int) -> Iterator[Chunk]:
         batch = []
-        for row in self._rows(self._scan(), lambda site: True):
+        for row in rows:
             batch.append(row)
             if len(batch) == size:
                 yield self._chunk(batch)
@@ -234,13 +274,149 @@ class VcfSource(GenotypeSource):
         if batch:
             yield self._chunk(batch)
 
+    def _indexed_handle(self):
+        vcf = self._open()
+        if self.index_file != _index_file(Path(self.path)):     # an index kept elsewhere
+            vcf.set_index(str(self.index_file))
+        return vcf
 
-def build_index(path, out_dir) -> tuple[Path, Path]:
+    def iter_region(self, chrom: str, start: int | None = None, end: int | None = None,
+                    size: int = 2_000) -> Iterator[Chunk]:
+        """:meth:`read` of one region, ``size`` biallelic records at a time (memory of one block).
+
+        Through the index when the file has one (records then have ``index``
+        -1), else by a streaming pass that stops after the chromosome.
+        """
+        def keep(site):
+            return site[2] == chrom and (start is None or site[3] >= start) and (end is None or site[3] <= end)
+
+        if not self.indexed:
+            yield from self._batches(self._rows(self._scan(chrom), keep), size)
+            return
+        vcf = self._indexed_handle()
+        try:
+            records = ((-1, rec) for rec in self._walk(vcf, _region(chrom, start, end)))
+            yield from self._batches(self._rows(records, keep), size)
+        finally:
+            vcf.close()
+
+    def read_sites(self, sites) -> Chunk:
+        """The records of given variants (a variant table's rows: ``index``, ``variant_id``, ``chrom``, ``pos``).
+
+        With an index, one small region query per site on one handle (a
+        thinned set of variants over the genome costs a seek each, not a pass
+        over the file); without, the record numbers are read by a scan.
+        Returned in the order of ``sites``' rows that are found.
+        """
+        if not self.indexed:
+            return super().read_sites(sites)
+        vcf = self._indexed_handle()
+        rows = []
+        try:
+            for index, vid, chrom, pos in zip(sites["index"], sites["variant_id"], sites["chrom"], sites["pos"]):
+                records = ((int(index), rec) for rec in self._walk(vcf, _region(str(chrom), int(pos), int(pos))))
+                rows.extend(self._rows(records, lambda site, vid=vid: site[1] == vid and site[3] == int(pos)))
+        finally:
+            vcf.close()
+        return self._chunk(rows)
+
+
+def _region(chrom, start=None, end=None) -> str:
+    """An htslib region string (1-based, inclusive)."""
+    if start is None and end is None:
+        return str(chrom)
+    return f"{chrom}:{max(int(start or 1), 1)}-{int(end) if end is not None else ''}".rstrip("-")
+
+
+def explain_record(path, number: int) -> Problem | None:
+    """What is wrong with data record ``number`` (0-based) of a text VCF, as the old text reader says it.
+
+    htslib reports a record it cannot parse without naming the call; this
+    reads that one line again and checks its ``GT``/``DS`` values.  None when
+    the line looks fine (then the caller's generic message stands).
+    """
+    from .genotypes import GT_SPLIT, VCF_FIXED, gt_dosage
+
+    try:
+        opener = gzip.open if _is_compressed(Path(path)) else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            samples, seen = None, -1
+            for lineno, line in enumerate(fh, start=1):
+                if line.startswith("##"):
+                    continue
+                fields = line.rstrip("\r\n").split("\t")
+                if line.startswith("#"):
+                    samples = fields[len(VCF_FIXED):]
+                    continue
+                seen += 1
+                if seen < number:
+                    continue
+                vid = fields[2] if len(fields) > 2 and fields[2] != "." else f"record {number + 1}"
+                if samples is None or len(fields) != len(VCF_FIXED) + len(samples):
+                    return Problem(str(path), f"has {len(fields)} fields, the header has "
+                                   f"{len(VCF_FIXED) + len(samples or [])}", "the file may be truncated: copy "
+                                   "it again", line=lineno, item=vid)
+                keys = fields[8].split(":")
+                for j, call in enumerate(fields[9:]):
+                    values = call.split(":")
+                    for key, value in zip(keys, values):
+                        if key == "GT" and gt_dosage(value) is None and not all(
+                                a.isdigit() or a == "." for a in GT_SPLIT.split(value)):
+                            return Problem(str(path), f"unreadable GT {value!r}", "GT must be a biallelic "
+                                           "call like 0/0, 0|1, 1/1 or ./.", line=lineno, item=vid,
+                                           column=samples[j])
+                        if key == "DS" and value != ".":
+                            try:
+                                float(value)
+                            except ValueError:
+                                return Problem(str(path), f"DS {value!r} is not a number",
+                                               "DS must be a dosage 0-2 or '.'", line=lineno, item=vid,
+                                               column=samples[j])
+                return None
+    except (OSError, EOFError):
+        return None
+    return None
+
+
+def declared_copy(path, target, fields) -> Path:
+    """A BGZF copy of a text VCF with declarations added to its header.
+
+    ``fields``: ``GT`` and ``DS`` add their ``##FORMAT`` lines; ``contig`` adds
+    a ``##contig`` line for every chromosome of the records (one more pass).
+    """
+    import pysam
+
+    lines = {"GT": '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype (not declared in the file)">',
+             "DS": '##FORMAT=<ID=DS,Number=1,Type=Float,Description="Dosage (not declared in the file)">'}
+    opener = gzip.open if _is_compressed(Path(path)) else open
+    extra = [lines[f] for f in fields if f in lines]
+    if "contig" in fields:
+        contigs: dict[str, None] = {}
+        with opener(path, "rb") as fin:
+            for line in fin:
+                if not line.startswith(b"#"):
+                    contigs.setdefault(line.split(b"\t", 1)[0].decode("utf-8", "replace"), None)
+        extra += [f"##contig=<ID={c}>" for c in contigs if c.strip()]
+    with opener(path, "rb") as fin, pysam.BGZFile(str(target), "wb") as fout:
+        for line in fin:
+            if line.startswith(b"#CHROM"):
+                fout.write("".join(e + "\n" for e in extra).encode())
+                fout.write(line)
+                break
+            fout.write(line)
+        while block := fin.read(1 << 24):
+            fout.write(block)
+    return Path(target)
+
+
+def build_index(path, out_dir, declare=()) -> tuple[Path, Path]:
     """A region-readable copy of a VCF: ``(vcf, index)`` with the index (and, if needed, the VCF) in ``out_dir``.
 
     A BGZF-compressed VCF or a BCF is indexed in place of reading (the
     index goes to ``out_dir``; the input directory may be read-only); a plain
-    or plain-gzip VCF is first recompressed to BGZF in ``out_dir``.  Costs one
+    or plain-gzip VCF is first recompressed to BGZF in ``out_dir``, as is a
+    VCF whose header does not declare the FORMAT fields ``declare`` (they
+    are declared in the copy; see :func:`declared_copy`).  Costs one
     pass over the file (htslib, through pysam); then every region read seeks.
     """
     import pysam
@@ -249,7 +425,9 @@ def build_index(path, out_dir) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bcf = _is_bcf(src)
-    if not bcf and not _is_bgzf(src):
+    if declare:
+        src = declared_copy(src, out / (src.name.removesuffix(".gz").removesuffix(".bgz") + ".gz"), declare)
+    elif not bcf and not _is_bgzf(src):
         target = out / (src.name.removesuffix(".gz").removesuffix(".bgz") + ".gz")
         pysam.tabix_compress(str(src), str(target), force=True) if not _is_compressed(src) else \
             _recompress(src, target)
@@ -321,4 +499,4 @@ def _is_bcf(path: Path) -> bool:
     return head[:3] == b"BCF"
 
 
-__all__ = ["VcfSource", "build_index"]
+__all__ = ["VcfSource", "build_index", "declared_copy", "explain_record"]
