@@ -146,3 +146,24 @@ def test_the_real_imsms_cohort_through_the_stage(imsms_cohort, tmp_path):
         "damage not measured").all()
     for path in [*paths["effects"], paths["markers"]]:
         assert path.stat().st_size > 1000
+
+
+def test_schema_defaults_are_the_settings_and_the_bundled_config():
+    """Snakemake's validation fills the same defaults the stage fills by itself; config.yaml restates them."""
+    import yaml
+    from snakemake.utils import validate
+
+    from conftest import REPO
+    from workflow_scripts.clinical.analyse import ClinicalSettings
+    from workflow_scripts.clinical.progression import Rule
+    from workflow_scripts.errors import InputError
+
+    config = {"clinical": {}}
+    validate(config, str(REPO / "config" / "schema" / "clinical.schema.yaml"))
+    assert ClinicalSettings.from_config(config["clinical"]) == ClinicalSettings.from_config()
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["clinical"]
+    assert bundled == config["clinical"]
+    settings = ClinicalSettings.from_config({"progression": {"q": 0.05}})
+    assert Rule.from_settings(settings) == Rule.from_config(q=0.05) and Rule.from_config().q == 0.01
+    with pytest.raises(InputError, match="clinical"):
+        ClinicalSettings.from_config({"components": ["clr", "deseq"]})

@@ -36,15 +36,17 @@ component (0 when abundance and presence disagree: ``ambiguous``):
 (``no evidence``, ``ambiguous``, ``one axis, not strong``, ``discordant``,
 ``inconsistent``, ``not corroborated``, ``not seen in untreated patients``).
 
-Calibration (benchmarks/calibrate_clinical.py, where the figures are): on
-generated cohorts of 200 species with 20 severity-linked ones, 60 seeds per
-size, precision 0.99-1.00 at every size, recall 1.00 from 150 households,
-0.91 at 100, 0.69 at 80; no call on 300 null cohorts; an MS-risk-only species
-called in 1 of 300 planted cohorts. The looser q = 0.05 / strong 0.01 (the
-MS-risk call's thresholds) had recall 0.89 at 80 households but 1-4 % of the
-calls wrong and an MS-risk-only species called in 11 of 300 cohorts: with 20
-true taxa Benjamini-Hochberg lets about one false taxon in per cohort, and one
-in ten species is an MS-risk one.
+Calibration (benchmarks/calibrate_clinical.py; figures in README "Clinical"):
+on generated cohorts of 200 species with 20 severity-linked ones (20 seeds per
+size, each with its null twin) precision 0.996-1.000 at every size, recall 1.00
+from 150 households, 0.92 at 100 and 0.67 at 80; 0.94 at 300 households when
+the severity-linked species have natural zeros (30-80 % prevalence); no call on
+any null twin; an MS-risk-only species called in 1 of 120 planted cohorts. The
+looser q = 0.05 / strong 0.01 (the MS-risk call's thresholds) had recall 0.89
+at 80 households but 1-4 % of the calls wrong and an MS-risk-only species called
+in 11 of 300 cohorts (earlier CLR-only calibration): with 20 true taxa
+Benjamini-Hochberg lets about one false taxon in per cohort, and one in ten
+species is an MS-risk one.
 """
 
 from __future__ import annotations
