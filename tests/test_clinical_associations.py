@@ -10,7 +10,7 @@ import statsmodels.api as sm
 from workflow_scripts.clinical import associations
 from workflow_scripts.clinical.analyse import ClinicalSettings
 from workflow_scripts.clinical.associations import Rows, associate, axis_values, combine, component_tests
-from workflow_scripts.models.multiple_testing import acat, bh
+from workflow_scripts.models.multiple_testing import bh, cauchy_combination
 
 
 def rows_and_axes(n=90, seed=0, repeats=False):
@@ -144,7 +144,7 @@ def test_combine_takes_the_cauchy_combination_and_the_strongest_direction():
                                                                                                  np.nan])}}
     out = combine(fits, 4)
     P = np.column_stack([fits[c]["pvalue"] for c in ("clr", "abundance", "presence")])
-    np.testing.assert_allclose(out["pvalue"], acat(P))
+    np.testing.assert_allclose(out["pvalue"], cauchy_combination(P))
     assert out["direction"].tolist() == [1, -1, 0, 0]  # third: abundance up, presence down, both < 0.05
     assert out["driver"].tolist() == ["abundance", "clr", "ambiguous", ""]
 

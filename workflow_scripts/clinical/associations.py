@@ -37,7 +37,7 @@ dropped, :func:`workflow_scripts.design.drop_aliased`)
       repeated samples; :math:`r_i` absorbs depth and dilution by other taxa).
 
     ``pvalue`` combines the available components by the Cauchy combination
-    (:func:`workflow_scripts.models.multiple_testing.acat`); ``direction`` is the
+    (:func:`workflow_scripts.models.multiple_testing.cauchy_combination`); ``direction`` is the
     sign of the component with the smallest p-value (``driver``), 0 when the
     abundance and presence components are both below 0.05 with opposite signs
     (ambiguous). A pseudo-count CLR alone dilutes a change of a zero-inflated
@@ -102,7 +102,7 @@ import pandas as pd
 from workflow_scripts.design import build_design, drop_aliased
 from workflow_scripts.ledger import Ledger
 from workflow_scripts.models.logistic_score import score_test
-from workflow_scripts.models.multiple_testing import acat, bh
+from workflow_scripts.models.multiple_testing import bh, cauchy_combination
 from workflow_scripts.models.robust_ols import ols_term
 from workflow_scripts.transforms import participant_profiles, replace_zeros, select_features
 
@@ -316,7 +316,7 @@ def combine(fits: dict[str, dict], p: int) -> dict[str, np.ndarray]:
     names = [c for c in COMPONENTS if c in fits]
     P = np.column_stack([fits[c]["pvalue"] for c in names]) if names else np.full((p, 1), np.nan)
     S = np.column_stack([np.sign(fits[c]["effect"]) for c in names]) if names else np.zeros((p, 1))
-    pvalue = acat(P)
+    pvalue = cauchy_combination(P)
     best = np.argmin(np.where(np.isfinite(P), P, np.inf), axis=1)
     any_finite = np.isfinite(P).any(axis=1)
     direction = np.where(any_finite, np.nan_to_num(S[np.arange(p), best]), 0.0)

@@ -39,7 +39,7 @@ def bh(pvalues) -> np.ndarray:
     return q
 
 
-def acat(pvalues, axis: int = -1) -> np.ndarray:
+def cauchy_combination(pvalues, axis: int = -1, max_pvalue: float = 1.0) -> np.ndarray:
     """Cauchy combination (ACAT) of p-values along ``axis``, equal weights; NaN entries are left out.
 
     Parameters
@@ -49,6 +49,11 @@ def acat(pvalues, axis: int = -1) -> np.ndarray:
         component test); a row without any finite p-value gives NaN.
     axis : int
         The axis combined.
+    max_pvalue : float
+        p-values above it are set to it first: a term tends to minus infinity as
+        its p-value tends to 1, so one p-value of exactly 1 would cancel any
+        evidence in the others; a bound such as 0.99 can only lower the combined
+        p-value, and only when a component exceeds it.
 
     Returns
     -------
@@ -75,7 +80,7 @@ def acat(pvalues, axis: int = -1) -> np.ndarray:
     """
     p = np.moveaxis(np.asarray(pvalues, dtype=float), axis, -1)
     finite = np.isfinite(p)
-    p = np.clip(np.where(finite, p, 0.5), 1e-300, 1.0)
+    p = np.clip(np.where(finite, p, 0.5), 1e-300, max_pvalue)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p < 1e-15, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi))
         m = finite.sum(axis=-1)
