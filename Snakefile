@@ -1,4 +1,4 @@
-# iMSMS-style gut microbiome workflow: ingest -> diversity | differential | association
+# iMSMS-style gut microbiome workflow: ingest -> diversity | differential | clinical | association
 # -> classification -> report. The statistics live in workflow_scripts/; rules stay thin.
 # Each rule file declares its results (STAGE_OUTPUTS in rules/common.smk); `rule all` asks
 # for all of them through an input function, so the order of the includes does not matter.
@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/ingest.smk"
 include: "rules/diversity.smk"
 include: "rules/differential.smk"
+include: "rules/clinical.smk"
 include: "rules/association.smk"
 include: "rules/classification.smk"
 include: "rules/export.smk"

@@ -102,9 +102,9 @@ PUBLIC_SCALES = ["small", "imsms", "large"]
 
 #: Rule name prefix -> stage.
 STAGES = {"ingest": "ingest", "diversity": "diversity", "differential": "differential",
-          "association": "association", "classification": "classification",
+          "clinical": "clinical", "association": "association", "classification": "classification",
           "provenance": "report", "report": "report"}
-STAGE_ORDER = ["ingest", "diversity", "differential", "association", "classification", "report"]
+STAGE_ORDER = ["ingest", "diversity", "differential", "clinical", "association", "classification", "report"]
 
 #: Equality tolerances checked before a ratio is reported.
 PERMANOVA_RTOL = 1e-8

@@ -18,6 +18,8 @@ rule classification:
             [out("association/genotype_species.tsv")] if HAS_GENOTYPES else []
         ),
         variants=[cohort_file("variants.tsv")] if HAS_GENOTYPES else [],
+        # The clinical stage's progression_class per taxon.
+        progression=out("clinical/progression.tsv"),
     output:
         out("classification/species_classification.tsv"),
     log:
@@ -38,4 +40,5 @@ rule classification:
         " --primary {input.primary:q} --site-effects {input.site_effects:q}"
         " --treatment {input.treatment:q} --untested {input.untested:q}"
         " --associations {input.associations:q} --variants {input.variants:q}"
+        " --progression {input.progression:q}"
         " --settings {params.settings:q} --out {output:q} --log {log:q}"

@@ -24,7 +24,7 @@ def frame(n_controls=60, n_patients=40, seed=0):
 
 def test_zscores_equal_statsmodels_ols_in_the_controls():
     p = frame()
-    out = reference_zscores(p["snfl"], p[["age", "bmi"]], p["status"] == "HHC")
+    out = reference_zscores(p["snfl"], p[["age", "bmi"]], p["status"] == "HHC", 10)
     controls = p[p["status"] == "HHC"]
     fit = sm.OLS(np.log(controls["snfl"]), sm.add_constant(controls[["age", "bmi"]])).fit()
     prediction = fit.predict(sm.add_constant(p[["age", "bmi"]]))
@@ -43,7 +43,7 @@ def test_zscores_equal_statsmodels_ols_in_the_controls():
 def test_fallbacks_are_per_participant_and_stated():
     p = frame(n_controls=60)
     p.loc[p.index[70:75], "bmi"] = np.nan  # five patients without BMI
-    out = reference_zscores(p["snfl"], p[["age", "bmi"]], p["status"] == "HHC")
+    out = reference_zscores(p["snfl"], p[["age", "bmi"]], p["status"] == "HHC", 10)
     assert (out["model"].iloc[70:75] == "age").all() and (out["model"].drop(p.index[70:75]) == "age+bmi").all()
     controls = p[p["status"] == "HHC"]
     fit = sm.OLS(np.log(controls["snfl"]), sm.add_constant(controls[["age"]])).fit()
@@ -53,23 +53,23 @@ def test_fallbacks_are_per_participant_and_stated():
 
     # 25 controls: not enough for age + BMI (30), enough for age (20)
     few = frame(n_controls=25)
-    assert set(reference_zscores(few["snfl"], few[["age", "bmi"]], few["status"] == "HHC")["model"]) == {"age"}
+    assert set(reference_zscores(few["snfl"], few[["age", "bmi"]], few["status"] == "HHC", 10)["model"]) == {"age"}
     # 12 controls: the controls' mean and SD of the log
     fewer = frame(n_controls=12)
-    out = reference_zscores(fewer["snfl"], fewer[["age", "bmi"]], fewer["status"] == "HHC")
+    out = reference_zscores(fewer["snfl"], fewer[["age", "bmi"]], fewer["status"] == "HHC", 10)
     logs = np.log(fewer["snfl"][fewer["status"] == "HHC"])
     np.testing.assert_allclose(out["z"], (np.log(fewer["snfl"]) - logs.mean()) / logs.std(ddof=1))
     assert set(out["model"]) == {"mean"}
     # 5 controls: no Z-score, and it says so
     none = reference_zscores(frame(n_controls=5)["snfl"], frame(n_controls=5)[["age", "bmi"]],
-                             frame(n_controls=5)["status"] == "HHC")
+                             frame(n_controls=5)["status"] == "HHC", 10)
     assert none["z"].isna().all() and set(none["model"]) == {""} and none.attrs["models"] == {}
 
 
 def test_marker_zscores_reads_what_is_there():
     p = frame()
     p.loc[p.index[0], "snfl"] = np.nan
-    out = marker_zscores(p, "HHC")
+    out = marker_zscores(p, "HHC", 10)
     assert set(out) == {"snfl"}  # no gfap column
     assert np.isnan(out["snfl"].loc[p.index[0], "z"]) and out["snfl"]["z"].notna().sum() == len(p) - 1
-    assert marker_zscores(p.assign(gfap=np.nan), "HHC").keys() == {"snfl"}  # never measured: left out
+    assert marker_zscores(p.assign(gfap=np.nan), "HHC", 10).keys() == {"snfl"}  # never measured: left out

@@ -1,8 +1,9 @@
-"""Benjamini-Hochberg q-values against their definition and statsmodels."""
+"""Benjamini-Hochberg q-values against their definition and statsmodels; the Cauchy combination against its closed form."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.models.multiple_testing import bh
@@ -37,3 +38,31 @@ def test_bh_matches_statsmodels_and_keeps_nan():
     q = bh(p)
     np.testing.assert_allclose(q[ok], expected)
     assert np.isnan(q[2])
+
+
+def test_acat_equals_the_closed_form_and_keeps_precision():
+    from scipy import stats
+
+    from workflow_scripts.models.multiple_testing import cauchy_combination
+
+    p = np.array([[0.01, 0.2, 0.5], [0.3, np.nan, 0.9], [1e-20, 0.5, 0.5], [np.nan, np.nan, np.nan]])
+    out = cauchy_combination(p)
+    T = np.tan((0.5 - np.array([0.01, 0.2, 0.5])) * np.pi).mean()
+    assert out[0] == pytest.approx(stats.cauchy.sf(T), rel=1e-12)
+    T = np.tan((0.5 - np.array([0.3, 0.9])) * np.pi).mean()
+    assert out[1] == pytest.approx(stats.cauchy.sf(T), rel=1e-12)
+    assert out[2] == pytest.approx(3e-20, rel=1e-6)  # one tiny p among m: about m times it
+    assert np.isnan(out[3])
+    assert cauchy_combination([[0.04]])[0] == pytest.approx(0.04, rel=1e-12)  # one test: itself
+    # a valid test: uniform p-values combine to uniform ones, also when the components are identical
+    rng = np.random.default_rng(1)
+    u = rng.random((20000, 1))
+    combined = cauchy_combination(np.hstack([u, u, rng.random((20000, 1))]))
+    assert np.mean(combined < 0.05) == pytest.approx(0.05, abs=0.006)
+
+
+def test_a_bound_on_the_p_values_keeps_one_p_of_1_from_cancelling_the_evidence():
+    from workflow_scripts.models.multiple_testing import cauchy_combination
+
+    assert cauchy_combination([[1e-6, 1.0]])[0] == 1.0 or cauchy_combination([[1e-6, 1.0]])[0] > 0.5
+    assert cauchy_combination([[1e-6, 1.0]], max_pvalue=0.99)[0] < 1e-4

@@ -37,12 +37,17 @@ def test_ledger_is_complete(imsms_cohort):
     assert len(unassigned) == (cohort.taxonomy["taxon"] == "g__unassigned").sum() > 0
 
 
-def test_converter_keeps_case_only_fields_for_cases(tmp_path):
+def test_converter_keeps_the_authors_control_conventions_and_disease_duration(tmp_path):
     source = real_data("imsms_16s")
     imsms.convert(source, tmp_path)
     part = pd.read_csv(tmp_path / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
     controls = part[part["status"] == "HHC"]
-    assert (controls[["disease_course", "dmt", "edss"]] == "").all().all()
+    assert (controls[["disease_course", "dmt"]] == "Control").all().all() and (controls["edss"] == "0").all()
+    assert (controls["disease_duration"] == "").all()
+    meta = pd.read_csv(source / "metadata.tsv", sep="\t", dtype=str, keep_default_na=False)
+    cases = part[part["status"] == "MS"]
+    assert cases["disease_duration"].tolist() == meta.loc[meta["disease"] == "MS", "disease_duration"].tolist()
+    assert (cases["disease_duration"] != "").sum() == 575
     cases = part[part["status"] == "MS"]
     assert cases["dmt"].value_counts()["untreated"] == 209
     assert set(cases["dmt"]) == {"untreated", "interferon", "dimethyl_fumarate", "fingolimod",

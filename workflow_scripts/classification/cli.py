@@ -4,6 +4,7 @@
         --primary differential/linda.tsv --site-effects differential/site_effects.tsv \\
         --treatment differential/treatment_effects.tsv --untested differential/ledger.tsv \\
         [--associations association/genotype_species.tsv --variants ingest/cohort/variants.tsv] \\
+        [--progression clinical/progression.tsv] \\
         --settings '{"min_effect": 0.0, ...}' --out classification/species_classification.tsv
 
 It reads the other stages' output files only (never their code).
@@ -18,6 +19,7 @@ import pandas as pd
 
 from .. import runner
 from .classify import ClassificationRule, classify
+from .progression import merge_progression
 
 log = logging.getLogger("classification")
 
@@ -33,6 +35,7 @@ def cmd_classify(args) -> None:
     table = classify(_read(args.consensus), _read(args.primary), _read(args.site_effects), rule,
                      untested=untested, treatment=_read(args.treatment),
                      associations=_read(args.associations), variants=_read(args.variants))
+    table = merge_progression(table, _read(args.progression))
     runner.write_table(table, args.out)
     for name, n in table["class"].value_counts().sort_index().items():
         log.info("%s: %d", name, n)
@@ -47,6 +50,8 @@ def parser():
     # the cohort's variants.tsv (the variants' labels).
     parser.add_argument("--associations", nargs="?")
     parser.add_argument("--variants", nargs="?")
+    # The clinical stage's progression calls (optional: without them progression_class is neutral).
+    parser.add_argument("--progression", nargs="?")
     runner.required(parser, "settings", "out")  # the classification config section as JSON
     return runner.command(parser, cmd_classify)
 

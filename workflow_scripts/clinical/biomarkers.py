@@ -24,7 +24,7 @@ Model
 
 Few controls, missing BMI
     A model with ``p`` slopes is fitted only with at least
-    ``MIN_CONTROLS_PER_TERM * (p + 1)`` controls (default 10 per coefficient:
+    ``min_per_term * (p + 1)`` controls (``clinical.min_controls_per_term``, default 10 per coefficient:
     30 for age + BMI, 20 for age, 10 for the mean). Each participant gets the
     richest model that was fitted and whose covariates they have: age + BMI,
     else age only (e.g. no BMI, or fewer than 30 controls with BMI), else the
@@ -49,8 +49,6 @@ import pandas as pd
 
 #: Markers the workflow reads from the participants (per-participant means of the blood samples).
 MARKERS = ("snfl", "gfap")
-#: Controls needed per estimated coefficient of a reference model.
-MIN_CONTROLS_PER_TERM = 10
 #: Reference models, richest first: name -> covariates.
 MODELS = (("age+bmi", ("age", "bmi")), ("age", ("age",)), ("mean", ()))
 
@@ -64,7 +62,7 @@ def _fit(log_values: np.ndarray, covariates: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def reference_zscores(values: pd.Series, covariates: pd.DataFrame, reference: pd.Series,
-                      min_per_term: int = MIN_CONTROLS_PER_TERM) -> pd.DataFrame:
+                      min_per_term: int) -> pd.DataFrame:
     """Z-score of every participant's marker against the reference participants' log-linear model.
 
     Parameters
@@ -111,7 +109,7 @@ def reference_zscores(values: pd.Series, covariates: pd.DataFrame, reference: pd
 
 
 def marker_zscores(participants: pd.DataFrame, control_label: str,
-                   min_per_term: int = MIN_CONTROLS_PER_TERM) -> dict[str, pd.DataFrame]:
+                   min_per_term: int) -> dict[str, pd.DataFrame]:
     """:func:`reference_zscores` of every marker the participants table carries.
 
     Parameters

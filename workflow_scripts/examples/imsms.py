@@ -14,11 +14,16 @@ Mapping (documented, nothing else changes):
 - participant_id = stool sample_id = the authors' ``sample_id`` (one sample each);
 - household_id = ``household`` (576 households of one MS patient and one control);
 - status = ``MS`` / ``HHC`` from ``disease`` (``Control`` -> ``HHC``);
-- disease_course, dmt and edss are left empty for controls (the source repeats
-  ``Control`` there and carries an EDSS value for controls, which the contract
-  reserves for patients);
-- dmt = ``untreated`` or the therapy in ``treatments``, as a plain identifier
+- disease_course, dmt and edss of controls are kept as the authors record them
+  (``Control``, ``Control``, ``0``): ingest reads these conventions as "not
+  applicable" (README "Validation");
+- dmt of patients = ``untreated`` or the therapy in ``treatments``, as a plain identifier
   (``Dimethyl fumarate`` -> ``dimethyl_fumarate``; ``ocrevus(rituxan)`` -> ``anti_cd20``);
+- disease_duration = the authors' ``disease_duration`` for patients (whole
+  years; their uGMSSS equals the updated MSSS table at row duration + 1, i.e.
+  they count the year of disease in progress), empty for controls, so the
+  clinical stage can score MSSS (completed years: the clinical stage reads
+  ``disease_duration`` as given, rows ``floor(duration)`` of the table);
 - extra columns kept as optional covariates: ``treatment_status``, ``HEI``, ``smoke``.
 """
 
@@ -52,9 +57,10 @@ def participants_table(meta: pd.DataFrame) -> pd.DataFrame:
         "sex": meta["sex"],
         "age": meta["age"],
         "bmi": meta["bmi"],
-        "disease_course": meta["disease_course"].where(case, ""),
-        "dmt": meta["treatments"].map(dmt_name).where(case, ""),
-        "edss": meta["edss"].where(case, ""),
+        "disease_course": meta["disease_course"],
+        "dmt": meta["treatments"].map(dmt_name).where(case, meta["treatments"]),
+        "edss": meta["edss"].str.strip(),
+        "disease_duration": meta["disease_duration"].where(case, ""),
     })
     for column in EXTRA:
         out[column] = meta[column]

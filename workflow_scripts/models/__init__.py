@@ -10,6 +10,12 @@
   the one entry point; :mod:`.association_core` holds the shared OLS algebra,
   :mod:`.cluster_robust` the household cluster-robust errors, :mod:`.tdist`
   fast Student-t tails.
+- :mod:`.robust_ols`: one coefficient of OLS for thousands of responses at once,
+  with classical, HC0-HC3 or cluster-robust CR1-CR3 errors, per-response row
+  masks and row weights.
+- :mod:`.logistic_score`: the score test of one added variable in a logistic
+  regression, batched over binary responses (model-based or robust variance).
 - :mod:`.signed_rank`: the Wilcoxon signed-rank test of paired differences.
-- :mod:`.multiple_testing`: Benjamini-Hochberg q-values.
+- :mod:`.multiple_testing`: Benjamini-Hochberg q-values and the Cauchy
+  combination (ACAT) of p-values.
 """

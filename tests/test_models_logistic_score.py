@@ -1,0 +1,120 @@
+"""The batched logistic score test against statsmodels' GLM score test, response by response."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from workflow_scripts.models.logistic_score import score_test
+
+
+def data(n=150, p=4, seed=0):
+    rng = np.random.default_rng(seed)
+    Z = np.column_stack([np.ones(n), rng.normal(size=n), rng.integers(0, 2, n)])
+    x = rng.normal(size=n) + 0.3 * Z[:, 1]
+    eta = np.array([-0.5, 0.5, 1.5, 0.0]) + np.outer(Z[:, 1], [0.8, -0.5, 0.3, 0.0]) \
+        + np.outer(x, [0.0, 0.6, 0.0, -0.4])
+    Y = (rng.random((n, p)) < 1 / (1 + np.exp(-eta))).astype(float)
+    clusters = np.repeat(np.arange(n), rng.integers(1, 4, n))[:n]
+    return Y, x, Z, clusters
+
+
+def boos_reference(y, x, Z, clusters=None):
+    """The robust score statistic from statsmodels' null fit, by the formula (uncentred score variance)."""
+    null = sm.GLM(y, Z, family=sm.families.Binomial()).fit(tol=1e-12)
+    mu = null.fittedvalues
+    w = mu * (1 - mu)
+    xt = x - Z @ np.linalg.solve(Z.T @ (w[:, None] * Z), Z.T @ (w * x))
+    score = xt * (y - mu)
+    if clusters is None:
+        return score.sum() / np.sqrt((score ** 2).sum())
+    sums = np.array([score[clusters == g].sum() for g in np.unique(clusters)])
+    G = len(sums)
+    return score.sum() / np.sqrt(G / (G - 1) * (sums ** 2).sum())
+
+
+def test_score_test_equals_statsmodels():
+    Y, x, Z, _ = data()
+    model = score_test(Y, x, Z, variance="model")
+    robust = score_test(Y, x, Z, variance="robust")
+    for j in range(Y.shape[1]):
+        null = sm.GLM(Y[:, j], Z, family=sm.families.Binomial()).fit(tol=1e-12)
+        ref = null.score_test(exog_extra=x[:, None], cov_type="nonrobust")
+        assert model["stat"][j] ** 2 == pytest.approx(float(np.squeeze(ref.statistic)), rel=1e-6)
+        assert model["pvalue"][j] == pytest.approx(float(np.squeeze(ref.pvalue)), rel=1e-5)
+        assert robust["stat"][j] == pytest.approx(boos_reference(Y[:, j], x, Z), rel=1e-6)
+        # statsmodels' HC0 score test centres the score covariance (n cov, ddof 1); V - U^2/n is that
+        ref = null.score_test(exog_extra=x[:, None], cov_type="HC0")
+        n = len(x)
+        info = 1 / (model["se"][j] ** 2)
+        U = robust["effect"][j] * info
+        V = (robust["se"][j] * info) ** 2
+        assert U ** 2 / (n / (n - 1) * (V - U ** 2 / n)) == pytest.approx(float(np.squeeze(ref.statistic)),
+                                                                          rel=1e-6)
+    assert model["converged"].all()
+
+
+def test_one_step_effect_is_near_the_maximum_likelihood_log_odds_ratio():
+    """One Newton step from the null fit: close for small effects, shrunk a little towards 0 for larger ones."""
+    Y, x, Z, _ = data(n=3000, seed=1)
+    out = score_test(Y, x, Z)
+    for j in range(Y.shape[1]):
+        full = sm.Logit(Y[:, j], np.column_stack([Z, x])).fit(disp=0)
+        assert out["effect"][j] == pytest.approx(full.params[-1], abs=0.03 + 0.1 * abs(full.params[-1]))
+
+
+def test_cluster_robust_variance_and_a_mask():
+    Y, x, Z, clusters = data(seed=2)
+    mask = np.random.default_rng(3).random(Y.shape) < 0.8
+    out = score_test(Y, x, Z, clusters=clusters, mask=mask)
+    for j in range(Y.shape[1]):
+        rows = mask[:, j]
+        assert out["stat"][j] == pytest.approx(boos_reference(Y[rows, j], x[rows], Z[rows], clusters[rows]),
+                                               rel=1e-6)
+        assert out["n"][j] == rows.sum()
+
+
+def test_a_response_without_variation_gives_nan_and_separation_stays_finite():
+    Y, x, Z, _ = data(seed=4)
+    Y[:, 0] = 1.0
+    Y[:, 1] = np.where(Z[:, 2] == 1, 0.0, Y[:, 1])  # never present where the factor is 1
+    out = score_test(Y, x, Z)
+    assert np.isnan(out["pvalue"][0])
+    assert np.isfinite(out["pvalue"][1])
+    rows = Z[:, 2] == 0
+    assert out["stat"][1] == pytest.approx(boos_reference(Y[rows, 1], x[rows], Z[rows][:, :2]), rel=1e-4)
+
+
+def test_prior_weights_are_the_weighted_score_test():
+    Y, x, Z, clusters = data(seed=5)
+    weights = 1.0 / np.bincount(clusters)[clusters]
+    model = score_test(Y, x, Z, variance="model", weights=weights)
+    robust = score_test(Y, x, Z, clusters=clusters, weights=weights)
+    for j in range(Y.shape[1]):
+        null = sm.GLM(Y[:, j], Z, family=sm.families.Binomial(), var_weights=weights).fit(tol=1e-12)
+        ref = null.score_test(exog_extra=x[:, None], cov_type="nonrobust")
+        assert model["stat"][j] ** 2 == pytest.approx(float(np.squeeze(ref.statistic)), rel=1e-6)
+        mu = null.fittedvalues
+        w = weights * mu * (1 - mu)
+        xt = x - Z @ np.linalg.solve(Z.T @ (w[:, None] * Z), Z.T @ (w * x))
+        score = weights * xt * (Y[:, j] - mu)
+        sums = np.array([score[clusters == g].sum() for g in np.unique(clusters)])
+        G = len(sums)
+        assert robust["stat"][j] == pytest.approx(score.sum() / np.sqrt(G / (G - 1) * (sums ** 2).sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("variance,power", [("hc2", 0.5), ("hc3", 1.0)])
+def test_leverage_corrected_robust_variance(variance, power):
+    Y, x, Z, clusters = data(seed=6)
+    out = score_test(Y, x, Z, clusters=clusters, variance=variance)
+    for j in range(Y.shape[1]):
+        null = sm.GLM(Y[:, j], Z, family=sm.families.Binomial()).fit(tol=1e-12)
+        h = null.get_hat_matrix_diag()
+        mu = null.fittedvalues
+        w = mu * (1 - mu)
+        xt = x - Z @ np.linalg.solve(Z.T @ (w[:, None] * Z), Z.T @ (w * x))
+        score = xt * (Y[:, j] - mu)
+        adjusted = score / (1 - h) ** power
+        sums = np.array([adjusted[clusters == g].sum() for g in np.unique(clusters)])
+        assert out["stat"][j] == pytest.approx(score.sum() / np.sqrt((sums ** 2).sum()), rel=1e-6)
