@@ -105,7 +105,7 @@ def wilson(k: float, n: float, z: float = 1.959963984540054) -> tuple[float, flo
 
 
 def candidate_levels(fdr_level: float) -> list[float]:
-    return [fdr_level * f for f in LEVEL_FRACTIONS]
+    return [round(fdr_level * f, 12) for f in LEVEL_FRACTIONS]
 
 
 def row(**values) -> dict:
@@ -343,7 +343,8 @@ def calibrate(data: StageData, method_nulls: dict[str, pd.DataFrame] | None = No
                      min_replicate=float(at_used.min()) if len(at_used) else np.nan,
                      max_replicate=float(at_used.max()) if len(at_used) else np.nan,
                      status="flagged" if len(at_used) and at_used.max() > 1 else "ok",
-                     note=f"non-neutral calls on a label-swapped cohort, at q < {used:g}")
+                     note=f"non-neutral calls on a label-swapped cohort, at q < {used:g} (flagged above 1; "
+                     "a strong real effect carried by few households can survive a swap)")
     rows += implant_rows
     rows += method_rows(method_nulls or {}, settings.methods, settings.calibration["methods"])
     table = pd.DataFrame(rows, columns=TABLE)
