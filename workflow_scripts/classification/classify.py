@@ -185,7 +185,7 @@ def evidence(primary: pd.DataFrame, called: pd.Series, rule: ClassificationRule)
 
 def _call_words(row, level) -> str:
     word = "enriched" if row["call"] == "up" else "depleted"
-    parts = [f"{word} in MS: primary q = {row['primary_qvalue']:.2g} < {level:g}",
+    parts = [f"{word} in MS: primary q = {row['primary_qvalue']:.3g} < {level:g}",
              f"all pairs {row['effect_A']:+.2f} log2"]
     if pd.notna(row.get("p_B")):
         parts.append(f"where present {row['effect_B']:+.2f} log2")
@@ -199,7 +199,7 @@ def _neutral_words(row, treated, power) -> str:
         return row["call_reason"]
     if isinstance(treated, str):
         return f"changed by therapy only: {treated}"
-    text = f"no difference found (primary q = {row['primary_qvalue']:.2g})"
+    text = f"no difference found (primary q = {row['primary_qvalue']:.3g})"
     if row["evidence"] == "equivalent":
         return text + "; equivalent within the margin"
     words = f"; 80% power only for |log2 FC| >= {row['mde_log2']:.2g}"
