@@ -9,7 +9,8 @@ STAGE_OUTPUTS["classification"] = {
 rule classification:
     input:
         consensus=out("differential/consensus.tsv"),
-        primary=out(f"differential/{config['classification']['primary_method']}.tsv"),
+        primary=out("differential/primary.tsv"),
+        calibration=out("differential/calibration.tsv"),
         site_effects=out("differential/site_effects.tsv"),
         treatment=out("differential/treatment_effects.tsv"),
         untested=out("differential/ledger.tsv"),
@@ -37,7 +38,8 @@ rule classification:
         settings=as_json(config["classification"]),
     shell:
         "{params.py} workflow_scripts.classification.cli --consensus {input.consensus:q}"
-        " --primary {input.primary:q} --site-effects {input.site_effects:q}"
+        " --primary {input.primary:q} --calibration {input.calibration:q}"
+        " --site-effects {input.site_effects:q}"
         " --treatment {input.treatment:q} --untested {input.untested:q}"
         " --associations {input.associations:q} --variants {input.variants:q}"
         " --progression {input.progression:q}"

@@ -1,8 +1,16 @@
-# Differential abundance: MS vs household controls (issue 4). Prepare the design and the
-# tested features, run every configured method (one job each), the therapy effects, the
-# pseudo-count sensitivity and the per-site meta-analysis, then the consensus and figures.
+# Differential abundance: MS vs household controls (issues 4, 14). Prepare the design and
+# the tested features; the primary test (whose calls the classification uses) and its
+# self-calibration (label swaps and implants, plus each reporting method rerun on a few
+# swaps, one job per method); every configured method as evidence (one job each), the
+# therapy effects, the pseudo-count sensitivity and the per-site meta-analysis; then the
+# consensus table (the primary's calls with the methods' agreement) and figures.
 
 DIFFERENTIAL_METHODS = config["differential"]["methods"]
+CALIBRATED_METHODS = [
+    m
+    for m in config["differential"]["calibration"]["methods"]
+    if m in DIFFERENTIAL_METHODS
+]
 DIFFERENTIAL_SETTINGS = as_json(
     dict(config["differential"], covariates=config["covariates"], seed=config["seed"])
 )
@@ -10,6 +18,8 @@ DIFFERENTIAL_SETTINGS = as_json(
 STAGE_OUTPUTS["differential"] = {
     "ledger": out("differential/ledger.tsv"),
     "features": out("differential/features.tsv"),
+    "primary": out("differential/primary.tsv"),
+    "calibration": out("differential/calibration.tsv"),
     "consensus": out("differential/consensus.tsv"),
     "sensitivity": out("differential/sensitivity.tsv"),
     "treatment": out("differential/treatment_effects.tsv"),
@@ -18,7 +28,8 @@ STAGE_OUTPUTS["differential"] = {
     "agreement_figure": out("differential/figures/agreement.png"),
     "methods": expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS),
     "volcano_figures": expand(
-        out("differential/figures/volcano_{method}.png"), method=DIFFERENTIAL_METHODS
+        out("differential/figures/volcano_{method}.png"),
+        method=["primary"] + DIFFERENTIAL_METHODS,
     ),
 }
 
@@ -75,6 +86,90 @@ rule differential_method:
         "{params.py} workflow_scripts.differential.cli method --cohort {params.cohort_dir:q}"
         " --settings {params.settings:q} --features {input.features:q}"
         " --method {wildcards.method:q} --output {output:q} --log {log:q}"
+
+
+rule differential_primary:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+    output:
+        out("differential/primary.tsv"),
+    log:
+        log_path("differential_primary"),
+    benchmark:
+        benchmark_path("differential_primary")
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=cohort_dir,
+    shell:
+        "{params.py} workflow_scripts.differential.cli primary --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --output {output:q} --log {log:q}"
+
+
+rule differential_method_null:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+    output:
+        out("intermediate/differential/null/{method}.tsv"),
+    log:
+        log_path("differential_method_null_{method}"),
+    benchmark:
+        benchmark_path("differential_method_null_{method}")
+    wildcard_constraints:
+        method="|".join(CALIBRATED_METHODS),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=cohort_dir,
+    shell:
+        "{params.py} workflow_scripts.differential.cli method-null --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --method {wildcards.method:q} --output {output:q} --log {log:q}"
+
+
+rule differential_calibration:
+    input:
+        cohort=cohort_outputs(),
+        features=out("differential/features.tsv"),
+        nulls=expand(
+            out("intermediate/differential/null/{method}.tsv"),
+            method=CALIBRATED_METHODS,
+        ),
+    output:
+        out("differential/calibration.tsv"),
+    log:
+        log_path("differential_calibration"),
+    benchmark:
+        benchmark_path("differential_calibration")
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb(),
+        runtime=job_runtime(),
+    params:
+        py=PY,
+        settings=DIFFERENTIAL_SETTINGS,
+        cohort_dir=cohort_dir,
+    shell:
+        "{params.py} workflow_scripts.differential.cli calibration --cohort {params.cohort_dir:q}"
+        " --settings {params.settings:q} --features {input.features:q}"
+        " --method-nulls {input.nulls:q} --output {output:q} --log {log:q}"
 
 
 rule differential_sensitivity:
@@ -159,6 +254,8 @@ rule differential_sites:
 rule differential_consensus:
     input:
         methods=expand(out("differential/{method}.tsv"), method=DIFFERENTIAL_METHODS),
+        primary=out("differential/primary.tsv"),
+        calibration=out("differential/calibration.tsv"),
         sensitivity=out("differential/sensitivity.tsv"),
         site_meta=out("differential/site_meta.tsv"),
     output:
@@ -179,6 +276,7 @@ rule differential_consensus:
     shell:
         "{params.py} workflow_scripts.differential.cli consensus"
         " --settings {params.settings:q} --methods {input.methods:q}"
+        " --primary {input.primary:q} --calibration {input.calibration:q}"
         " --sensitivity {input.sensitivity:q} --site-meta {input.site_meta:q}"
         " --output {output:q} --log {log:q}"
 
@@ -198,7 +296,7 @@ rule differential_volcano:
     benchmark:
         benchmark_path("differential_volcano_{method}")
     wildcard_constraints:
-        method="|".join(DIFFERENTIAL_METHODS),
+        method="|".join(["primary"] + DIFFERENTIAL_METHODS),
     conda:
         "../envs/workflow.yaml"
     threads: 1

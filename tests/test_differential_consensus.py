@@ -165,27 +165,27 @@ def test_null_cohort_makes_at_most_one_call():
 
 
 def _classes(truth, data, tables, con):
-    """The classification stage's rule on the stage's outputs (site meta, therapy effects included)."""
-    from workflow_scripts import classification
-    from workflow_scripts.classification.classify import classify
-    from workflow_scripts.differential import meta
+    """The classification stage's rule on the stage's outputs (primary test, calibration, site meta, therapy)."""
+    from workflow_scripts.classification.classify import ClassificationRule, classify
+    from workflow_scripts.differential import calibration, meta, primary
+    from workflow_scripts.differential.consensus import add_primary
 
     effects, _ = meta.per_site(data)
+    cal = calibration.calibrate(data)
     table = add_site_meta(con.reset_index(), meta.meta_analysis(effects, data.features))
-    out = classify(table, tables["linda"], effects, classification.classify.ClassificationRule.from_config(),
-                   treatment=linda.treatment_effects(data))
+    first = primary.run(data)
+    table = add_primary(table, first, calibration.level_in_force(cal, data.settings.fdr_level))
+    out = classify(table, first, effects, ClassificationRule.from_config(),
+                   treatment=linda.treatment_effects(data), calibration=cal)
     return out.set_index("feature")["class"]
 
 
 def test_classification_precision_and_recall_on_planted_truth(planted):
     """Per class: precision >= 0.95 and recall >= 0.90 on the planted cohort (seed 1).
 
-    Over 24 generated cohorts (seeds 1-24, same size) the default rule averaged
-    precision 0.974 / 0.953 and recall 0.905 / 0.975 (high-risk / protective);
-    all four held in 6 of the 24 cohorts: a single cohort has ten species per
-    class, so one miss or one wrong call moves a figure by 0.1. The misses are
-    planted species absent from many guts (structural zeros, prevalence 0.55-0.75),
-    the wrong calls mostly rare neutral species.
+    The calls come from the primary test (``tests/test_differential_primary.py`` checks
+    its components and its error rates over seeds); here the whole classification rule,
+    site agreement and prevalence included, on one cohort.
     """
     truth, data, tables, con = planted
     planted_class = truth.truth_species.set_index("feature")["class"]

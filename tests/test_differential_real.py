@@ -35,7 +35,13 @@ def test_design_of_the_real_cohort(imsms_stage):
 
 
 def test_published_genera_are_called_in_their_direction(imsms_stage):
+    """The methods (evidence) agree with the published directions, and so does the primary test."""
+    from workflow_scripts.differential import primary
+    from workflow_scripts.differential.calls import decide
+
     data, tables, con = imsms_stage
+    first = primary.run(data).set_index("feature")
+    calls = decide(first, data.settings.fdr_level / 2)["call"]
     for genus, call in PUBLISHED.items():
         assert con.loc[genus, "call"] == call, con.loc[genus]
         sign = 1 if call == "up" else -1
@@ -43,6 +49,7 @@ def test_published_genera_are_called_in_their_direction(imsms_stage):
         effects = np.array([t.set_index("feature").loc[genus, "effect"] for t in tables.values()])
         assert (np.sign(effects) == sign).all(), (genus, effects)
         assert con.loc[genus, "n_significant"] >= 2 and con.loc[genus, "min_qvalue"] < 0.01
+        assert calls[genus] == sign and first.loc[genus, "effect"] * sign > 0, first.loc[genus]
 
 
 def test_published_genera_are_classified_in_their_direction(imsms_stage):
@@ -51,11 +58,17 @@ def test_published_genera_are_classified_in_their_direction(imsms_stage):
     from workflow_scripts.differential import linda, meta
     from workflow_scripts.differential.consensus import add_site_meta
 
+    from workflow_scripts.differential import calibration, primary
+    from workflow_scripts.differential.consensus import add_primary
+
     data, tables, con = imsms_stage
     effects, _ = meta.per_site(data)
+    cal = calibration.calibrate(data)
+    first = primary.run(data)
     table = add_site_meta(con.reset_index(), meta.meta_analysis(effects, data.features))
-    out = classify(table, tables["linda"], effects, ClassificationRule.from_config(),
-                   treatment=linda.treatment_effects(data)).set_index("feature")
+    table = add_primary(table, first, calibration.level_in_force(cal, data.settings.fdr_level))
+    out = classify(table, first, effects, ClassificationRule.from_config(),
+                   treatment=linda.treatment_effects(data), calibration=cal).set_index("feature")
     assert out.loc["g__Akkermansia", "class"] == "high-risk", out.loc["g__Akkermansia", "reason"]
     assert out.loc["g__Faecalibacterium", "class"] == "protective", out.loc["g__Faecalibacterium", "reason"]
     assert out.loc["g__Blautia", "class"] == "protective", out.loc["g__Blautia", "reason"]

@@ -61,8 +61,34 @@ def test_acat_equals_the_closed_form_and_keeps_precision():
     assert np.mean(combined < 0.05) == pytest.approx(0.05, abs=0.006)
 
 
-def test_a_bound_on_the_p_values_keeps_one_p_of_1_from_cancelling_the_evidence():
+def test_cauchy_combination_against_the_closed_form():
+    from scipy import stats
+
     from workflow_scripts.models.multiple_testing import cauchy_combination
 
-    assert cauchy_combination([[1e-6, 1.0]])[0] == 1.0 or cauchy_combination([[1e-6, 1.0]])[0] > 0.5
-    assert cauchy_combination([[1e-6, 1.0]], max_pvalue=0.99)[0] < 1e-4
+    rng = np.random.default_rng(3)
+    P = rng.uniform(size=(50, 3)) ** 2
+    # Liu & Xie (2020): T = mean tan((0.5 - p) pi), p = P(Cauchy > T)
+    expected = stats.cauchy.sf(np.tan((0.5 - P) * np.pi).mean(axis=1))
+    np.testing.assert_allclose(cauchy_combination(P), expected, rtol=1e-10)
+    # one p-value: itself; NaN left out; all NaN stays NaN
+    np.testing.assert_allclose(cauchy_combination([[0.3], [1e-250]]), [0.3, 1e-250], rtol=1e-10)
+    out = cauchy_combination([[0.01, np.nan, 0.2], [np.nan, np.nan, np.nan]])
+    np.testing.assert_allclose(out[0], cauchy_combination([[0.01, 0.2]])[0], rtol=1e-14)
+    assert np.isnan(out[1])
+    # tiny p-values keep their precision (the term is about 1/(pi p))
+    assert cauchy_combination([[1e-30, 1e-30]])[0] == pytest.approx(1e-30, rel=1e-8)
+    # a p-value of exactly 1 cancels everything; bounded at 0.99 it does not
+    assert cauchy_combination([[1e-8, 1.0]])[0] > 0.9
+    assert cauchy_combination([[1e-8, 1.0]], max_pvalue=0.99)[0] < 1e-7
+
+
+def test_cauchy_combination_is_uniform_under_the_null_for_correlated_components():
+    from workflow_scripts.models.multiple_testing import cauchy_combination
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(4)
+    z = rng.multivariate_normal(np.zeros(3), [[1, 0.6, 0.3], [0.6, 1, 0.3], [0.3, 0.3, 1]], size=200_000)
+    p = cauchy_combination(2 * ndtr(-np.abs(z)))
+    for alpha in (0.05, 0.01):
+        assert abs((p < alpha).mean() - alpha) < 0.12 * alpha

@@ -53,7 +53,8 @@ def test_bad_settings_are_one_line_per_problem_in_stderr_and_the_log(cohort_dir,
 
 def test_a_settings_value_the_schema_refuses_names_the_key(tmp_path, capsys):
     status, err, log = run(classification.main, [
-        "--consensus", "c", "--primary", "p", "--site-effects", "s", "--treatment", "t", "--untested", "u",
+        "--consensus", "c", "--primary", "p", "--calibration", "k", "--site-effects", "s", "--treatment", "t",
+        "--untested", "u",
         "--associations", "--variants", "--settings", json.dumps({"min_prevalence": 2}), "--out", "o"],
         tmp_path / "classification.log", capsys)
     assert status == 1

@@ -32,7 +32,8 @@ abundances: that multiple of the participant's smallest non-zero value), and
 the structural-zero test (:func:`skbio.stats.composition.struc_zero`) on the
 paired participants by status, reported in ``structural_zero`` (the group in
 which the feature is structurally absent, if any). Unpaired participants are
-not used (ledger ``unpaired``).
+not used (ledger ``unpaired``). Without enough household pairs for the terms
+(e.g. an unpaired cohort) every p-value is empty and ``note`` says why.
 
 References
 ----------
@@ -105,8 +106,11 @@ def run(data: StageData, pseudo_count: float | None = None) -> MethodOutput:
     nan = np.full(len(index), np.nan)
     terms = paired_terms(data) if len(pairs.households) else pd.DataFrame()
     if len(pairs.households) <= terms.shape[1] + 1 or len(index) < 2:
+        note = ("not run: no household pairs" if not len(pairs.households) else
+                f"not run: {len(pairs.households)} household pairs for {terms.shape[1] + 1} terms")
         table = pd.DataFrame({"effect": nan, "se": nan, "stat": nan, "pvalue": nan,
-                              "structural_zero": ""}, index=index)
+                              "structural_zero": "", "n_pairs": len(pairs.households), "note": note},
+                             index=index)
         return MethodOutput(table, participants, SCALE)
     D = paired_log_ratios(data, pc)
     names = {c: f"t{i}" for i, c in enumerate(terms.columns)}
@@ -124,4 +128,5 @@ def run(data: StageData, pseudo_count: float | None = None) -> MethodOutput:
     }, index=index)
     table["structural_zero"] = structural_zeros(data)
     table["n_pairs"] = len(pairs.households)
+    table["note"] = ""
     return MethodOutput(table, participants, SCALE)

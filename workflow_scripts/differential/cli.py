@@ -11,7 +11,15 @@
     python -m workflow_scripts.differential.cli sites --cohort DIR --settings JSON \\
         --features differential/features.tsv --effects differential/site_effects.tsv \\
         --meta differential/site_meta.tsv
+    python -m workflow_scripts.differential.cli primary --cohort DIR --settings JSON \\
+        --features differential/features.tsv --output differential/primary.tsv
+    python -m workflow_scripts.differential.cli method-null --cohort DIR --settings JSON \\
+        --features differential/features.tsv --method linda --output null/linda.tsv
+    python -m workflow_scripts.differential.cli calibration --cohort DIR --settings JSON \\
+        --features differential/features.tsv --method-nulls null/linda.tsv ... \\
+        --output differential/calibration.tsv
     python -m workflow_scripts.differential.cli consensus --settings JSON --methods A.tsv B.tsv \\
+        --primary differential/primary.tsv --calibration differential/calibration.tsv \\
         --sensitivity differential/sensitivity.tsv --site-meta differential/site_meta.tsv \\
         --output differential/consensus.tsv
     python -m workflow_scripts.differential.cli volcano --settings JSON --table linda.tsv --output linda.png
@@ -37,12 +45,14 @@ import pandas as pd
 from .. import runner
 from ..cohort import read_cohort
 from ..errors import InputError, Problem
-from . import figures, linda, meta, sensitivity
-from .consensus import ConsensusRule, add_site_meta, apply_robustness, consensus
+from . import calibration, figures, linda, meta, primary, sensitivity
+from .consensus import ConsensusRule, add_primary, add_site_meta, apply_robustness, consensus
 from .methods import read_method_table, run_method
 from .prepare import STAGE, DifferentialSettings, StageData, describe, prepare
 
 log = logging.getLogger(STAGE)
+
+
 def read_tsv(path) -> pd.DataFrame:
     return runner.read_table(path, dtype={"feature": str})
 
@@ -90,6 +100,37 @@ def cmd_method(args) -> None:
              int((table["qvalue"] < settings.q_threshold).sum()), settings.q_threshold)
 
 
+def cmd_primary(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    table = primary.run(data)
+    runner.write_table(table, args.output)
+    log.info("primary test (%s design, %d units): %d features with q < %g", table["design"].iloc[0]
+             if len(table) else "no", int(table["n_units"].iloc[0]) if len(table) else 0,
+             int((table["qvalue"] < settings.fdr_level / 2).sum()), settings.fdr_level / 2)
+
+
+def cmd_method_null(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    runner.write_table(calibration.method_null_pvalues(args.method, data), args.output)
+
+
+def cmd_calibration(args) -> None:
+    settings = load_settings(args.settings)
+    data = stage_data(args.cohort, settings, args.features)
+    nulls = {}
+    for path in args.method_nulls:
+        table = runner.read_table(path, dtype={"feature": str, "method": str})
+        if len(table):
+            nulls[str(table["method"].iloc[0])] = table
+    table = calibration.calibrate(data, nulls)
+    runner.write_table(table, args.output)
+    for _, r in table[table["status"].isin(["flagged", "tightened"])].iterrows():
+        log.warning("calibration: %s %s %s = %.3g (%s)", r["scope"], r["metric"], r["effect"], r["value"],
+                    r["status"])
+
+
 def cmd_treatment(args) -> None:
     settings = load_settings(args.settings)
     data = stage_data(args.cohort, settings, args.features)
@@ -128,8 +169,10 @@ def cmd_consensus(args) -> None:
     table = apply_robustness(table, sensitivity.alternative_calls(tables, alternatives, rule),
                              bool(settings.consensus["require_pseudocount_robust"]))
     table = add_site_meta(table, read_tsv(args.site_meta))
+    level = calibration.level_in_force(read_tsv(args.calibration), settings.fdr_level)
+    table = add_primary(table, read_method_table(args.primary), level)
     runner.write_table(table, args.output)
-    log.info("consensus: %d up, %d down of %d features", int((table["call"] == "up").sum()),
+    log.info("calls at q < %g: %d up, %d down of %d features", level, int((table["call"] == "up").sum()),
              int((table["call"] == "down").sum()), len(table))
 
 
@@ -152,15 +195,18 @@ def parser():
         p = runner.command(sub.add_parser(name), function)
         runner.required(p, "settings")  # differential settings as JSON, or @file.json
         for option in options:
-            runner.required(p, option, nargs="+" if option == "methods" else None)
+            runner.required(p, option, nargs={"methods": "+", "method-nulls": "*"}.get(option))
         return p
 
     command("prepare", cmd_prepare, "cohort", "ledger", "features")
     command("method", cmd_method, "cohort", "features", "method", "output")
+    command("primary", cmd_primary, "cohort", "features", "output")
+    command("method-null", cmd_method_null, "cohort", "features", "method", "output")
+    command("calibration", cmd_calibration, "cohort", "features", "method-nulls", "output")
     command("treatment", cmd_treatment, "cohort", "features", "output")
     command("sensitivity", cmd_sensitivity, "cohort", "features", "output")
     command("sites", cmd_sites, "cohort", "features", "effects", "meta")
-    command("consensus", cmd_consensus, "methods", "sensitivity", "site-meta", "output")
+    command("consensus", cmd_consensus, "methods", "primary", "calibration", "sensitivity", "site-meta", "output")
     command("volcano", cmd_volcano, "table", "output")
     command("agreement", cmd_agreement, "consensus", "methods", "output")
     return parser

@@ -1,14 +1,22 @@
-"""Cross-method consensus: one call per feature from the per-method results.
+"""The stage's summary table: the primary test's call, and the six methods' agreement as evidence.
 
-The rule (parameters ``differential.q_threshold`` and ``differential.consensus.*``):
+``call`` (``up``/``down``/``none``) is the primary test's call
+(:mod:`.calls`, at the BH level the calibration chose; ``call_reason`` for a
+significant taxon that a check turned down); the classification reads it.
+The methods do not vote (issue 14: they share the data, so their agreement
+adds little protection); their agreement is reported as ``methods_call``
+and ``methods_direction`` by the rule below, with each method's effect and
+q-value.
+
+The methods' agreement rule (parameters ``differential.q_threshold`` and ``differential.consensus.*``):
 
 1. A method is *significant* for a feature when its q-value is below
    ``q_threshold`` (default 0.05). ``n_methods`` counts the methods with a
    p-value for the feature, ``n_significant`` the significant ones.
-2. ``direction`` is +1 (higher in MS) when every significant method has a
+2. Their direction (``methods_direction``) is +1 (higher in MS) when every significant method has a
    positive effect, -1 (lower in MS) when every one has a negative effect, and
    0 when none is significant or they disagree.
-3. ``call`` is ``up``/``down`` (the direction) when all of these hold, else ``none``:
+3. Their call (``methods_call``) is ``up``/``down`` (the direction) when all of these hold, else ``none``:
 
    - ``n_significant >= min_significant`` (default 2; capped at the number
      of methods run);
@@ -191,6 +199,40 @@ def apply_robustness(table: pd.DataFrame, alternative_calls: pd.DataFrame, requi
     if require:
         out.loc[~same, "call"] = "none"
     return out
+
+
+def add_primary(table: pd.DataFrame, primary: pd.DataFrame, level: float) -> pd.DataFrame:
+    """The primary test's call in front of the methods' agreement (see the module docstring).
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`consensus` (and :func:`apply_robustness`, :func:`add_site_meta`).
+    primary : DataFrame
+        ``differential/primary.tsv``.
+    level : float
+        The BH level in force (:func:`workflow_scripts.differential.calibration.level_in_force`).
+
+    Returns
+    -------
+    DataFrame
+        ``feature``, ``call``, ``call_reason``, ``primary_effect``,
+        ``primary_qvalue``, ``q_threshold_used``, then ``table``'s columns
+        with its ``call`` and ``direction`` renamed ``methods_call`` and
+        ``methods_direction``.
+    """
+    from .calls import CALLS, decide
+
+    p = primary.set_index("feature")
+    decided = decide(p, level)
+    front = pd.DataFrame({"call": [CALLS[c] for c in decided["call"]], "call_reason": decided["call_reason"],
+                          "primary_effect": p["effect"], "primary_qvalue": p["qvalue"],
+                          "q_threshold_used": level}, index=p.index)
+    rest = table.rename(columns={"call": "methods_call", "direction": "methods_direction"}).set_index("feature")
+    out = front.join(rest, how="outer")
+    out["call"] = out["call"].fillna("none")
+    out.index.name = "feature"
+    return out.reset_index().sort_values("feature", kind="stable", ignore_index=True)
 
 
 def add_site_meta(table: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,9 @@ Treatment: with ``paired_wilcoxon.untreated_only`` (default) only households
 whose patient is untreated are used, so the test compares untreated MS with
 household controls like the status term of the models (it has no covariates).
 
+Without any pair (an unpaired cohort) every p-value is empty and ``note``
+says the test was not run.
+
 Output: ``effect`` is the Hodges-Lehmann estimate of the paired difference
 (median of the Walsh averages, log2 units), ``stat`` the signed normal score
 of the p-value, ``se`` the standard error the p-value implies
@@ -37,6 +40,7 @@ from .methods import MethodOutput
 from .prepare import StageData, clr_features
 
 SCALE = "log2 paired difference (Hodges-Lehmann, CLR)"
+NOT_RUN = "not run: no household pairs (untreated pairs with paired_wilcoxon.untreated_only)"
 USES_PSEUDO_COUNT = True
 
 
@@ -51,5 +55,6 @@ def run(data: StageData, pseudo_count: float | None = None) -> MethodOutput:
     table = signed_rank_test(D)
     table.index = pd.Index(data.features, name="feature")
     table["n_pairs"] = int(keep.sum())
+    table["note"] = "" if keep.any() else NOT_RUN
     participants = pairs.members(data.design.frame.index, keep)
     return MethodOutput(table, participants, SCALE)

@@ -78,6 +78,9 @@ class DifferentialSettings(StageSettings):
     methods: tuple
     site_effect: str
     q_threshold: float
+    fdr_level: float
+    primary: dict
+    calibration: dict
     consensus: dict
     linda: dict
     ancombc: dict
@@ -194,7 +197,8 @@ def prepare(cohort, settings: DifferentialSettings) -> StageData:
     features, feature_rows = select_features(profiles, settings.min_prevalence, STAGE)
     pairs = make_pairs(design)
     ledger = Ledger()
-    for rows in (design.excluded, _participant_notes(design, pairs), feature_rows):
+    notes = _participant_notes(design, pairs, int(settings.primary["min_pairs"]))
+    for rows in (design.excluded, notes, feature_rows):
         ledger.extend(rows)
     return StageData(design, profiles, kind, features, pairs, ledger.frame(), settings)
 
@@ -219,20 +223,28 @@ def make_pairs(design: Design) -> Pairs:
     return Pairs(np.asarray(households, dtype=object), case, control, untreated)
 
 
-def _participant_notes(design: Design, pairs: Pairs) -> Ledger:
-    """Kept participants that some methods do not use (unpaired; treated-case households)."""
+def _participant_notes(design: Design, pairs: Pairs, min_pairs: int) -> Ledger:
+    """Kept participants that some tests do not use (unpaired; treated-case households).
+
+    With at least ``min_pairs`` households holding a case and a control the
+    primary test compares households and leaves unpaired participants out;
+    with fewer it compares all participants (its unpaired form).
+    """
     frame = design.frame
     notes = Ledger()
     treated_members = set(pairs.members(frame.index, ~pairs.untreated))
+    paired_form = len(pairs.households) >= min_pairs
+    unpaired_detail = (f"{STAGE}: no household partner with the other status; in the model-based methods, "
+                       "not in the primary test or the paired methods (ancombc, paired_wilcoxon)") if paired_form \
+        else (f"{STAGE}: no household partner with the other status; fewer than {min_pairs} households hold a "
+              "case and a control, so the primary test compares all participants (its unpaired form)")
     for pid, row in frame.iterrows():
         if not row["paired"]:
-            notes.kept("participant", [pid], reason="unpaired",
-                       detail=f"{STAGE}: no household partner with the other status; in the model-based "
-                       "methods, not in the paired methods (ancombc, paired_wilcoxon)")
+            notes.kept("participant", [pid], reason="unpaired", detail=unpaired_detail)
         elif pid in treated_members:
             notes.kept("participant", [pid], reason="treated_case_household",
-                       detail=f"{STAGE}: household of a treated patient; in every method except "
-                       "paired_wilcoxon, which compares untreated patients with their controls")
+                       detail=f"{STAGE}: household of a treated patient; in the primary test and every method "
+                       "except paired_wilcoxon, which compares untreated patients with their controls")
     return notes
 
 

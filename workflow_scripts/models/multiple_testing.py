@@ -40,50 +40,52 @@ def bh(pvalues) -> np.ndarray:
 
 
 def cauchy_combination(pvalues, axis: int = -1, max_pvalue: float = 1.0) -> np.ndarray:
-    """Cauchy combination (ACAT) of p-values along ``axis``, equal weights; NaN entries are left out.
+    """Cauchy combination (ACAT) of p-values along ``axis``, equal weights; NaN p-values are left out.
 
     Parameters
     ----------
     pvalues : array_like
-        p-values of the tests combined (e.g. one row per taxon, one column per
-        component test); a row without any finite p-value gives NaN.
+        p-values of tests of one hypothesis (e.g. the components of one
+        taxon's test), any dependence between them.
     axis : int
-        The axis combined.
+        The axis to combine over.
     max_pvalue : float
-        p-values above it are set to it first: a term tends to minus infinity as
-        its p-value tends to 1, so one p-value of exactly 1 would cancel any
-        evidence in the others; a bound such as 0.99 can only lower the combined
-        p-value, and only when a component exceeds it.
+        p-values above it are set to it before combining (see Notes).
 
     Returns
     -------
     numpy.ndarray
-        The combined p-values (``axis`` removed).
+        Combined p-values (NaN where every p-value is NaN).
 
     Notes
     -----
-    :math:`T = \\frac1m\\sum_i \\tan\\{(0.5 - p_i)\\pi\\}`, combined
+    :math:`T = \\frac1d\\sum_i \\tan\\{(0.5 - p_i)\\pi\\}` and
     :math:`p = 1/2 - \\arctan(T)/\\pi`, the upper tail of the standard Cauchy.
-    The tail of :math:`T` is Cauchy whatever the dependence between the tests,
-    approximately, and the more exactly the smaller :math:`p` (Liu & Xie 2020),
-    so correlated components (several tests of one taxon on the same
-    participants) are combined without modelling their correlation. Very
-    small p-values use :math:`\\tan\\{(0.5 - p)\\pi\\} \\approx 1/(p\\pi)` and
-    large :math:`T` uses :math:`p \\approx \\arctan(1/T)/\\pi`, which keep
-    their precision.
+    Each term is standard Cauchy under its null, and the tail of the average
+    stays Cauchy under arbitrary dependence for small p [1]_, so the
+    combination is valid for correlated components. Tiny p-values use
+    :math:`\\tan\\{(0.5-p)\\pi\\} = 1/\\tan(p\\pi)` and the upper tail
+    :math:`\\arctan(1/T)/\\pi`, which keep full precision.
+
+    A term tends to :math:`-\\infty` as its p-value tends to 1, so one p-value
+    of exactly 1 (a discrete two-sided test at its centre, such as an exact
+    McNemar test with as many discordant pairs each way) would cancel any
+    evidence in the others. ``max_pvalue`` (e.g. 0.99) bounds each term
+    below; it can only lower the combined p-value, and only when a component
+    exceeds it, which under the null has probability ``1 - max_pvalue``.
 
     References
     ----------
-    .. [1] Liu Y, Xie J (2020). Cauchy combination test: a powerful test with
-       analytic p-value calculation under arbitrary dependency structures.
-       J Am Stat Assoc 115:393-402.
+    .. [1] Liu, Y. & Xie, J. (2020). Cauchy combination test: a powerful test
+       with analytic p-value calculation under arbitrary dependency structures.
+       *Journal of the American Statistical Association* 115(529), 393-402.
     """
-    p = np.moveaxis(np.asarray(pvalues, dtype=float), axis, -1)
-    finite = np.isfinite(p)
-    p = np.clip(np.where(finite, p, 0.5), 1e-300, max_pvalue)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p < 1e-15, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi))
-        m = finite.sum(axis=-1)
-        T = np.where(finite, terms, 0.0).sum(axis=-1) / m
-        out = np.where(T > 1, np.arctan(1.0 / T) / np.pi, 0.5 - np.arctan(T) / np.pi)
-    return np.where(m > 0, out, np.nan)
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.isfinite(p)
+    clipped = np.clip(np.where(ok, p, 0.5), 1e-300, max_pvalue)
+    terms = np.where(ok, 1.0 / np.tan(clipped * np.pi), 0.0)
+    count = ok.sum(axis=axis)
+    T = terms.sum(axis=axis) / np.maximum(count, 1)
+    with np.errstate(divide="ignore"):
+        upper = np.where(T > 0, np.arctan(1.0 / np.where(T > 0, T, 1.0)) / np.pi, 0.5 - np.arctan(T) / np.pi)
+    return np.where(count > 0, np.clip(upper, 0.0, 1.0), np.nan)
