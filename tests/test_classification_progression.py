@@ -48,7 +48,7 @@ def test_the_command_line_takes_the_flag_with_or_without_a_file():
     """classification/cli.py: --progression FILE, or the flag alone (no clinical result)."""
     from workflow_scripts.classification import cli
 
-    base = ["--consensus", "c", "--primary", "p", "--site-effects", "s", "--treatment", "t", "--untested", "u",
+    base = ["--consensus", "c", "--primary", "p", "--calibration", "k", "--site-effects", "s", "--treatment", "t", "--untested", "u",
             "--settings", "{}", "--out", "o"]
     assert cli.parser().parse_args([*base, "--progression"]).progression is None
     assert cli.parser().parse_args([*base, "--progression", "x.tsv"]).progression == "x.tsv"
