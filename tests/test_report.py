@@ -173,6 +173,16 @@ def test_summary_tells_the_findings_and_caveats_first(results):
     assert html.index('id="summary"') < html.index('id="taxa"') < html.index('id="cohort"')
 
 
+def test_an_unpaired_design_says_which_tests_changed(results):
+    assert "No household pairs" not in text_of(render(results))
+    info_file = results / "ingest" / "cohort" / "cohort.json"
+    info = json.loads(info_file.read_text())
+    info_file.write_text(json.dumps({**info, "n_households_paired": 0}))
+    words = text_of(render(results))
+    assert "No household pairs: an unpaired design" in words
+    assert "the rank-sum test instead of the paired Wilcoxon" in words and "ANCOM-BC and the paired Wilcoxon were not run" in words
+
+
 def test_a_card_per_called_taxon_with_its_evidence(results):
     html = render(results)
     cards = re.findall(r'<article class="taxon ([\w-]+)"><h3>([^<]+)</h3>(.*?)</article>', html, re.S)

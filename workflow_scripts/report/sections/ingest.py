@@ -11,6 +11,15 @@ ANCHOR, TITLE = "cohort", "Cohort"
 FEW_HOUSEHOLDS = 50
 
 
+#: What an unpaired design (no household with a patient and a control) changes in every stage.
+UNPAIRED = ("No household pairs: an unpaired design, so the tests that compare a patient with their own "
+            "household control were replaced. Diversity: the rank-sum test instead of the paired Wilcoxon, "
+            "and PERMANOVA permutes labels freely. Differential abundance: the primary test in its regression "
+            "form over participants (status, covariates, site; label swaps within site), and ANCOM-BC and the "
+            "paired Wilcoxon were not run. Genotype × microbiota: errors clustered by participant. Household "
+            "matching no longer removes diet and environment: differences may reflect them.")
+
+
 def cohort_facts(results) -> dict:
     """Counts the other sections and the summary use (empty when ingest's files are missing)."""
     info = results.json("ingest/cohort/cohort.json")
@@ -64,6 +73,8 @@ def section(results) -> Section:
                 f"household control) at {facts['n_sites']} site{'s' if facts['n_sites'] != 1 else ''}; "
                 f"{facts['n_samples']} stool samples, {facts['n_taxa']} taxa at {esc(facts['rank'])} rank."]
     caveats = []
+    if facts["n_pairs"] == 0:
+        caveats.append(UNPAIRED)
     if 0 < facts["n_pairs"] < FEW_HOUSEHOLDS:
         caveats.append(f"Few households: {facts['n_pairs']} household pairs. Power to find moderate effects is "
                        "limited: a taxon not called is not shown to be unchanged.")
