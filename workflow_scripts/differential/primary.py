@@ -136,6 +136,9 @@ class Units:
     therapy : ndarray of str (N,)
         The therapy of the unit's case(s) ("untreated"), "" for a unit
         without a case (an unpaired control).
+    weight : ndarray (N,)
+        Weights of components A and B (all 1 unless weighted by the number of
+        samples, :func:`sample_weights`).
     """
 
     paired: bool
@@ -147,6 +150,7 @@ class Units:
     W: np.ndarray
     W_names: list
     therapy: np.ndarray
+    weight: np.ndarray
 
     def __len__(self) -> int:
         return len(self.names)
@@ -161,6 +165,7 @@ class Units:
         """The units selected by the boolean ``keep``."""
         keep = np.asarray(keep, bool)
         return replace(self, names=self.names[keep], W=self.W[keep], therapy=self.therapy[keep],
+                       weight=self.weight[keep],
                        status=self.status[keep], rows=self.rows[keep] if len(self.rows) else self.rows,
                        case=self.case[keep] if self.case is not None else None,
                        control=self.control[keep] if self.control is not None else None)
@@ -184,7 +189,7 @@ def is_paired_form(design: Design, min_pairs: int) -> bool:
     return frame.loc[frame["paired"], "household"].nunique() >= min_pairs
 
 
-def make_units(design: Design, min_pairs: int, status=None, therapy=None) -> Units:
+def make_units(design: Design, min_pairs: int, status=None, therapy=None, n_samples=None) -> Units:
     """The units of the test for the design's (or the given, e.g. swapped) labels.
 
     Parameters
@@ -196,6 +201,9 @@ def make_units(design: Design, min_pairs: int, status=None, therapy=None) -> Uni
     status, therapy : ndarray, optional
         Per design row: labels and therapies other than the design's (a
         label swap; the therapy travels with the label).
+    n_samples : ndarray, optional
+        Per design row: the participant's number of samples; given, the units
+        are weighted by it (:func:`sample_weights`), otherwise all weigh 1.
     """
     frame = design.frame
     status = frame["status"].to_numpy() if status is None else np.asarray(status)
@@ -218,14 +226,39 @@ def make_units(design: Design, min_pairs: int, status=None, therapy=None) -> Uni
         columns = pd.DataFrame(dz, columns=list(design.covariates.columns))
         kept = drop_aliased(pd.concat([pd.DataFrame({"_tested": np.ones(G)}), columns], axis=1))[0]
         W = kept.drop(columns="_tested")
-        return Units(True, names.astype(object), case, control, np.array([], int), np.ones(G), W.to_numpy(),
-                     list(W.columns), unit_therapy)
+        units = Units(True, names.astype(object), case, control, np.array([], int), np.ones(G), W.to_numpy(),
+                      list(W.columns), unit_therapy, np.ones(G))
+        return units if n_samples is None else replace(units, weight=sample_weights(units, n_samples))
     parts = [pd.DataFrame({"_tested": status.astype(float), "intercept": 1.0}, index=frame.index),
              design.covariates, design.site]
     kept = drop_aliased(pd.concat(parts, axis=1))[0]
     W = kept.drop(columns="_tested")
-    return Units(False, frame.index.to_numpy(dtype=object), None, None, np.arange(n), status.astype(float),
-                 W.to_numpy(dtype=float), list(W.columns), np.asarray(therapy, dtype=object))
+    units = Units(False, frame.index.to_numpy(dtype=object), None, None, np.arange(n), status.astype(float),
+                  W.to_numpy(dtype=float), list(W.columns), np.asarray(therapy, dtype=object), np.ones(n))
+    return units if n_samples is None else replace(units, weight=sample_weights(units, n_samples))
+
+
+def sample_weights(units: Units, n_samples) -> np.ndarray:
+    """Weights of the units by their participants' numbers of samples ``n_samples`` (per design row).
+
+    Notes
+    -----
+    A participant's summary over :math:`k` samples has variance
+    :math:`\\sigma_b^2 + \\sigma_w^2 / k` (between- and within-person
+    variance). The weight is the inverse of the within-person part: a
+    participant weighs :math:`k`; a household
+    :math:`2 / (\\overline{1/k}_{case} + \\overline{1/k}_{control})` (the
+    means over its cases and its controls), 1 when every member has one
+    sample. The weights depend on the samples only, not on the labels, so a
+    label swap keeps them; the HC3 errors of the weighted fit stay valid
+    whatever the between-person share is (the weights then only cost or gain
+    efficiency).
+    """
+    k = np.maximum(np.asarray(n_samples, dtype=float), 1.0)
+    if not units.paired:
+        return k[units.rows]
+    spread = np.asarray(units.case @ (1.0 / k) + units.control @ (1.0 / k)).ravel()
+    return 2.0 / spread
 
 
 # ---------------------------------------------------------------------------
@@ -263,18 +296,26 @@ class Responses:
                        C_mask=self.C_mask[keep], scale=self.scale[keep])
 
 
-def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units: Units) -> Responses:
-    """The components' responses from participants x all taxa abundances (the design's rows).
+def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units: Units,
+              owner: np.ndarray | None = None) -> Responses:
+    """The components' responses from participants (or samples) x all taxa abundances.
 
     Parameters
     ----------
-    values : ndarray (n, T)
+    values : ndarray (n, T) or (S, T)
         Counts or relative abundances of every taxon (the reference is the
-        whole composition).
+        whole composition), one row per design row, or one per stool sample
+        with ``owner``.
     kind : {"counts", "relative"}
     feature_columns : ndarray of int (p,)
         The columns of the tested taxa.
     units : Units
+    owner : ndarray of int (S,), optional
+        The design row of every sample (``repeated_samples: all``). Each
+        participant's values are then the means over their samples of the
+        samples' CLR, reference and log abundance where present (over the
+        samples that have the taxon), and the taxon is present when any
+        sample has it.
     """
     logs = np.log2(replace_zeros(values, kind, PSEUDO_COUNT))
     ref = logs.mean(axis=1)
@@ -285,6 +326,9 @@ def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units:
         where_present = np.where(present, np.log2(np.where(present, tested, 1.0)) - ref[:, None], 0.0)
     total = values.sum()
     abundance = np.log(tested.sum(axis=0) / total + 1e-12)
+    if owner is not None:
+        n = units.case.shape[1] if units.paired else int(units.rows.max(initial=-1)) + 1
+        clr, ref, where_present, present = participant_means(owner, n, clr, ref, where_present, present)
     if not units.paired:
         r = units.rows
         return Responses(clr[r], where_present[r], present[r], present[r].astype(float),
@@ -301,6 +345,24 @@ def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units:
     C_mask = (fc > 0) ^ (fk > 0)
     scale = np.asarray(case @ ref - control @ ref) * np.log(2)
     return Responses(A, B, both, U, C_mask, scale, abundance)
+
+
+def participant_means(owner: np.ndarray, n: int, clr, ref, where_present, present):
+    """Per design row (participant), the sample-level arrays averaged over their samples.
+
+    ``clr`` and ``ref``: plain means; ``where_present``: the mean over the
+    samples with the taxon (0 where none has it); ``present``: any sample.
+    Rows without samples (not expected) get zeros and absence.
+    """
+    owner = np.asarray(owner, dtype=int)
+    n = max(n, int(owner.max(initial=-1)) + 1)
+    k = np.bincount(owner, minlength=n).astype(float)
+    S = sparse.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))), shape=(n, len(owner)))
+    inv = 1.0 / np.maximum(k, 1.0)
+    count_present = np.asarray(S @ present.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_present = np.where(count_present > 0, np.asarray(S @ where_present) / count_present, 0.0)
+    return (np.asarray(S @ clr) * inv[:, None], (S @ ref) * inv, mean_present, count_present > 0)
 
 
 # ---------------------------------------------------------------------------
@@ -333,8 +395,11 @@ def components(units: Units, resp: Responses, tested, options: dict) -> dict:
     T = t[None] if single else t
     R, N = T.shape
     X = np.concatenate([T[..., None], np.broadcast_to(units.W, (R,) + units.W.shape)], axis=2)
-    fit_A = ols_hc3(X, resp.A)
-    fit_B = ols_hc3(X, resp.B, resp.B_mask)
+    # weighted least squares as OLS on rows scaled by the root weights (HC3 of the scaled rows)
+    root = np.sqrt(units.weight)
+    X = X * root[None, :, None]
+    fit_A = ols_hc3(X, resp.A * root[:, None])
+    fit_B = ols_hc3(X, resp.B * root[:, None], resp.B_mask)
     minimum = int(options["min_both_present"])
     if units.paired:
         eligible_B = np.broadcast_to(resp.B_mask.sum(axis=0) >= minimum, fit_B.n.shape)
@@ -513,12 +578,18 @@ def tested_column(units: Units, design: Design, status: np.ndarray) -> np.ndarra
 
 @dataclass
 class Prepared:
-    """Everything the primary test and its calibration reuse for one cohort."""
+    """Everything the primary test and its calibration reuse for one cohort.
+
+    ``values`` are the rows the responses start from: participants (the
+    design's rows), or with ``repeated_samples: all`` stool samples, ``owner``
+    then giving each sample's design row (else None).
+    """
 
     data: StageData
     options: dict
     units: Units
     values: np.ndarray
+    owner: np.ndarray | None
     feature_columns: np.ndarray
     resp: Responses
     swaps: Swaps
@@ -526,20 +597,53 @@ class Prepared:
     bias_null: tuple
     bias_var: tuple
 
+    def units_for(self, status, therapy) -> Units:
+        """The units for other (swapped) labels, weighted as the observed ones."""
+        return make_units(self.data.design, int(self.options["min_pairs"]), status, therapy,
+                          n_samples=self.n_samples())
+
+    def n_samples(self) -> np.ndarray | None:
+        """Per design row the number of samples, when the units are weighted by it (else None)."""
+        if self.owner is None or not self.options.get("weight_by_samples", True):
+            return None
+        return np.bincount(self.owner, minlength=len(self.data.design.frame))
+
+    def sample_status(self, status) -> np.ndarray:
+        """Per row of ``values``, the participant's label in ``status`` (per design row)."""
+        status = np.asarray(status)
+        return status if self.owner is None else status[self.owner]
+
+    def responses(self, units: Units, values: np.ndarray | None = None) -> Responses:
+        """The responses of ``values`` (default the cohort's) for ``units``."""
+        values = self.values if values is None else values
+        return responses(values, self.data.kind, self.feature_columns, units, self.owner)
+
+
+def sample_rows(data: StageData) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows the responses start from and each row's design row (see :class:`Prepared`)."""
+    if data.samples is None:
+        return data.profiles.to_numpy(dtype=float), None
+    owner = data.design.frame.index.get_indexer(data.samples.index)
+    keep = owner >= 0
+    return data.samples.to_numpy(dtype=float)[keep], owner[keep]
+
 
 def prepare_primary(data: StageData) -> Prepared:
     """Units, responses, the null swaps' raw components and the bias variance of a cohort."""
     options = data.settings.primary
     n_swaps = int(data.settings.calibration["null_replicates"])
-    units = make_units(data.design, int(options["min_pairs"]))
-    values = data.profiles.to_numpy(dtype=float)
+    values, owner = sample_rows(data)
     feature_columns = np.array([data.profiles.columns.get_loc(f) for f in data.features], dtype=int)
-    resp = responses(values, data.kind, feature_columns, units)
-    swaps = swap_labels(data.design, n_swaps, data.settings.seed)
-    raw_null = components(units, resp, tested_column(units, data.design, swaps.status), options)
-    bias_null = bias_estimates(raw_null, resp, options)
-    bias_var = tuple(np.var(b, axis=0, ddof=1) if len(b) > 1 else np.zeros(b.shape[1]) for b in bias_null)
-    return Prepared(data, options, units, values, feature_columns, resp, swaps, raw_null, bias_null, bias_var)
+    prep = Prepared(data, options, None, values, owner, feature_columns, None, None, None, None, None)
+    prep.units = make_units(data.design, int(options["min_pairs"]), n_samples=prep.n_samples())
+    prep.resp = prep.responses(prep.units)
+    prep.swaps = swap_labels(data.design, n_swaps, data.settings.seed)
+    prep.raw_null = components(prep.units, prep.resp, tested_column(prep.units, data.design, prep.swaps.status),
+                               options)
+    prep.bias_null = bias_estimates(prep.raw_null, prep.resp, options)
+    prep.bias_var = tuple(np.var(b, axis=0, ddof=1) if len(b) > 1 else np.zeros(b.shape[1])
+                          for b in prep.bias_null)
+    return prep
 
 
 def observed_tested(units: Units) -> np.ndarray:
@@ -634,8 +738,9 @@ def run(data: StageData) -> pd.DataFrame:
         A's bias-corrected log2 effect, ``se`` with the bias variance,
         ``stat``, ``pvalue`` = the combination, ``qvalue``, ``n``,
         ``n_nonzero``, prevalence and mean abundance by group, ``scale``),
-        then ``design`` (``paired``/``unpaired``), ``n_units`` and
-        :data:`COLUMNS` (``n_B``: households with it on both sides, or
+        then ``design`` (``paired``/``unpaired``), ``n_units``,
+        ``repeated_samples`` (the policy), ``n_samples`` (stool samples behind
+        the compared participants' profiles) and :data:`COLUMNS` (``n_B``: households with it on both sides, or
         participants with it; ``n_C``: discordant households, or
         participants; ``carried_by``: only for taxa with q below half the
         FDR level, the largest level a call can use).
@@ -663,6 +768,8 @@ def primary_table(data: StageData, units: Units, result: dict) -> pd.DataFrame:
     table["scale"] = scale_text(units)
     table["design"] = "paired" if units.paired else "unpaired"
     table["n_units"] = len(units)
+    table["repeated_samples"] = data.settings.repeated_samples
+    table["n_samples"] = int(data.n_samples().loc[used].sum())
     for column in COLUMNS:
         table[column] = result[column]
     table["direction"] = table["direction"].astype(int)
@@ -670,6 +777,6 @@ def primary_table(data: StageData, units: Units, result: dict) -> pd.DataFrame:
     table["below_min_effect"] = table["below_min_effect"].astype(bool)
     front = ["feature", "method", "effect", "se", "stat", "pvalue", "qvalue", "n", "n_nonzero",
              "prevalence_case", "prevalence_control", "mean_abundance_case", "mean_abundance_control", "scale",
-             "design", "n_units"]
+             "design", "n_units", "repeated_samples", "n_samples"]
     table = table.reset_index()
     return table[front + COLUMNS].sort_values("feature", kind="stable", ignore_index=True)
