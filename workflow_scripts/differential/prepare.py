@@ -12,12 +12,15 @@ Participants and repeated stool samples (``repeated_samples``)
     profile), so a taxon is present when any sample has it; the log-ratio
     summary (:func:`clr_features`, the primary test's components) is the mean
     over their samples of each sample's CLR; ``samples`` keeps the per-sample
-    rows and the primary test weights each household by its number of
-    samples (:mod:`.primary`). ``first`` is the participant's first stool
-    sample (earliest ``collection_date``, then sample id), ``sum`` their
-    pooled counts and ``mean`` their mean relative profile
-    (:func:`workflow_scripts.transforms.repeated_sample_profiles`), each
-    as one sample. The household is modelled by every method (random
+    rows, and the primary test weights each household by the inverse
+    variance of its summaries, which falls with its number of samples
+    (:mod:`.primary`). The model-based methods (linda, ancombc, imsms_lmm,
+    maaslin, aldex) fit these per-participant summaries, not every sample.
+    ``first`` is the participant's first stool sample (earliest
+    ``collection_date``, then sample id), ``sum`` their pooled counts and
+    ``mean`` their mean relative profile
+    (:func:`workflow_scripts.transforms.repeated_sample_profiles`), each as
+    one sample. The household is modelled by every method (random
     intercept, paired contrast or strata).
 
 Design

@@ -58,6 +58,20 @@ Combination and direction
     ``primary.min_effect_log2`` for abundance, ``primary.min_effect_presence_lnor``
     for presence (``below_min_effect``).
 
+Repeated stool samples (``repeated_samples: all``, the default)
+    A participant with several samples is still one participant: the
+    components use per-participant summaries of every kept sample (A: the
+    mean over the samples of each sample's CLR; B: the mean over the samples
+    that have the taxon of its log2 abundance minus the sample's reference;
+    C: present when any sample has it, because the conditional logistic and
+    McNemar tests need a binary response) and A and B are weighted least
+    squares, each household weighted by the inverse variance of its
+    difference (:func:`summary_variance`; ``primary.weight_by_samples``),
+    so a household whose members gave more samples counts more when
+    within-person variation is large. The weights do not depend on the
+    labels, so the label swaps keep them. ``first``, ``sum`` and ``mean``
+    give one profile per participant and every weight 1.
+
 Unpaired designs
     With fewer than ``primary.min_pairs`` households holding a case and a
     control (e.g. a cohort without households), the same three components
@@ -189,7 +203,7 @@ def is_paired_form(design: Design, min_pairs: int) -> bool:
     return frame.loc[frame["paired"], "household"].nunique() >= min_pairs
 
 
-def make_units(design: Design, min_pairs: int, status=None, therapy=None, n_samples=None) -> Units:
+def make_units(design: Design, min_pairs: int, status=None, therapy=None, variance=None) -> Units:
     """The units of the test for the design's (or the given, e.g. swapped) labels.
 
     Parameters
@@ -201,9 +215,10 @@ def make_units(design: Design, min_pairs: int, status=None, therapy=None, n_samp
     status, therapy : ndarray, optional
         Per design row: labels and therapies other than the design's (a
         label swap; the therapy travels with the label).
-    n_samples : ndarray, optional
-        Per design row: the participant's number of samples; given, the units
-        are weighted by it (:func:`sample_weights`), otherwise all weigh 1.
+    variance : ndarray, optional
+        Per design row: the relative variance of the participant's summary
+        (:func:`summary_variance`); given, the units are weighted by its
+        inverse (:func:`sample_weights`), otherwise all weigh 1.
     """
     frame = design.frame
     status = frame["status"].to_numpy() if status is None else np.asarray(status)
@@ -228,37 +243,81 @@ def make_units(design: Design, min_pairs: int, status=None, therapy=None, n_samp
         W = kept.drop(columns="_tested")
         units = Units(True, names.astype(object), case, control, np.array([], int), np.ones(G), W.to_numpy(),
                       list(W.columns), unit_therapy, np.ones(G))
-        return units if n_samples is None else replace(units, weight=sample_weights(units, n_samples))
+        return units if variance is None else replace(units, weight=sample_weights(units, variance))
     parts = [pd.DataFrame({"_tested": status.astype(float), "intercept": 1.0}, index=frame.index),
              design.covariates, design.site]
     kept = drop_aliased(pd.concat(parts, axis=1))[0]
     W = kept.drop(columns="_tested")
     units = Units(False, frame.index.to_numpy(dtype=object), None, None, np.arange(n), status.astype(float),
                   W.to_numpy(dtype=float), list(W.columns), np.asarray(therapy, dtype=object), np.ones(n))
-    return units if n_samples is None else replace(units, weight=sample_weights(units, n_samples))
+    return units if variance is None else replace(units, weight=sample_weights(units, variance))
 
 
-def sample_weights(units: Units, n_samples) -> np.ndarray:
-    """Weights of the units by their participants' numbers of samples ``n_samples`` (per design row).
+def sample_weights(units: Units, variance) -> np.ndarray:
+    """Inverse-variance weights of the units from their participants' summary variances (per design row).
+
+    A participant weighs ``1 / variance``; a household ``1 / (mean variance
+    of its cases + mean variance of its controls)``, the variance of its
+    case-minus-control difference (up to a constant) for one case and one
+    control.
+    """
+    v = np.asarray(variance, dtype=float)
+    if not units.paired:
+        return 1.0 / v[units.rows]
+    return 1.0 / np.asarray(units.case @ v + units.control @ v).ravel()
+
+
+def summary_variance(values: np.ndarray, kind: str, feature_columns: np.ndarray, owner: np.ndarray,
+                     n: int) -> np.ndarray:
+    """Relative variance ``1 + lambda / k`` of each participant's mean CLR over their ``k`` samples.
+
+    Parameters
+    ----------
+    values : ndarray (S, T)
+        Every sample's abundances of every taxon.
+    kind : {"counts", "relative"}
+    feature_columns : ndarray of int
+        The tested taxa.
+    owner : ndarray of int (S,)
+        Each sample's design row.
+    n : int
+        Design rows.
 
     Notes
     -----
-    A participant's summary over :math:`k` samples has variance
+    The mean over :math:`k` samples of a participant's CLR has variance
     :math:`\\sigma_b^2 + \\sigma_w^2 / k` (between- and within-person
-    variance). The weight is the inverse of the within-person part: a
-    participant weighs :math:`k`; a household
-    :math:`2 / (\\overline{1/k}_{case} + \\overline{1/k}_{control})` (the
-    means over its cases and its controls), 1 when every member has one
-    sample. The weights depend on the samples only, not on the labels, so a
-    label swap keeps them; the HC3 errors of the weighted fit stay valid
-    whatever the between-person share is (the weights then only cost or gain
-    efficiency).
+    variance), proportional to :math:`1 + \\lambda / k` with
+    :math:`\\lambda = \\sigma_w^2 / \\sigma_b^2`. Per tested taxon,
+    :math:`\\sigma_w^2` is the pooled within-participant variance of the
+    samples' CLR and :math:`\\sigma_b^2` the variance of the participant
+    means minus the mean of :math:`\\sigma_w^2 / k` (method of moments,
+    floored at 1% of :math:`\\sigma_w^2`); :math:`\\lambda` is the median
+    ratio over the taxa. The participant means include the MS and household
+    effects, so :math:`\\sigma_b^2` errs high and the weights err towards
+    equal. The weights depend on the samples only, not on the labels, so
+    every label swap keeps them, and the HC3 errors are valid whatever the
+    weights (wrong weights cost efficiency, not the level). Weighting by
+    :math:`k` alone (:math:`\\lambda \\to \\infty`) lost recall on
+    generated cohorts with 1-3 samples per participant
+    (``benchmarks/calibrate_repeated.py --primary``).
     """
-    k = np.maximum(np.asarray(n_samples, dtype=float), 1.0)
-    if not units.paired:
-        return k[units.rows]
-    spread = np.asarray(units.case @ (1.0 / k) + units.control @ (1.0 / k)).ravel()
-    return 2.0 / spread
+    owner = np.asarray(owner, dtype=int)
+    k = np.bincount(owner, minlength=n).astype(float)
+    logs = np.log2(replace_zeros(values, kind, PSEUDO_COUNT))
+    clr = logs[:, feature_columns] - logs.mean(axis=1, keepdims=True)
+    S = sparse.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))), shape=(n, len(owner)))
+    has = k > 0
+    means = np.asarray(S @ clr) / np.maximum(k, 1.0)[:, None]
+    within_df = (k[has] - 1).sum()
+    if within_df == 0 or has.sum() < 3 or clr.shape[1] == 0:
+        return np.ones(n)
+    within = ((clr - means[owner]) ** 2).sum(axis=0) / within_df
+    between = means[has].var(axis=0, ddof=1) - within * np.mean(1.0 / k[has])
+    between = np.maximum(between, 0.01 * within)
+    ok = within > 0
+    ratio = float(np.median(within[ok] / between[ok])) if ok.any() else 0.0
+    return 1.0 + ratio / np.maximum(k, 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -582,7 +641,9 @@ class Prepared:
 
     ``values`` are the rows the responses start from: participants (the
     design's rows), or with ``repeated_samples: all`` stool samples, ``owner``
-    then giving each sample's design row (else None).
+    then giving each sample's design row (else None) and ``variance`` the
+    participants' summary variances behind the weights
+    (:func:`summary_variance`; None: unweighted).
     """
 
     data: StageData
@@ -590,6 +651,7 @@ class Prepared:
     units: Units
     values: np.ndarray
     owner: np.ndarray | None
+    variance: np.ndarray | None
     feature_columns: np.ndarray
     resp: Responses
     swaps: Swaps
@@ -600,13 +662,7 @@ class Prepared:
     def units_for(self, status, therapy) -> Units:
         """The units for other (swapped) labels, weighted as the observed ones."""
         return make_units(self.data.design, int(self.options["min_pairs"]), status, therapy,
-                          n_samples=self.n_samples())
-
-    def n_samples(self) -> np.ndarray | None:
-        """Per design row the number of samples, when the units are weighted by it (else None)."""
-        if self.owner is None or not self.options.get("weight_by_samples", True):
-            return None
-        return np.bincount(self.owner, minlength=len(self.data.design.frame))
+                          variance=self.variance)
 
     def sample_status(self, status) -> np.ndarray:
         """Per row of ``values``, the participant's label in ``status`` (per design row)."""
@@ -634,8 +690,11 @@ def prepare_primary(data: StageData) -> Prepared:
     n_swaps = int(data.settings.calibration["null_replicates"])
     values, owner = sample_rows(data)
     feature_columns = np.array([data.profiles.columns.get_loc(f) for f in data.features], dtype=int)
-    prep = Prepared(data, options, None, values, owner, feature_columns, None, None, None, None, None)
-    prep.units = make_units(data.design, int(options["min_pairs"]), n_samples=prep.n_samples())
+    variance = None
+    if owner is not None and options.get("weight_by_samples", True):
+        variance = summary_variance(values, data.kind, feature_columns, owner, len(data.design.frame))
+    prep = Prepared(data, options, None, values, owner, variance, feature_columns, None, None, None, None, None)
+    prep.units = make_units(data.design, int(options["min_pairs"]), variance=variance)
     prep.resp = prep.responses(prep.units)
     prep.swaps = swap_labels(data.design, n_swaps, data.settings.seed)
     prep.raw_null = components(prep.units, prep.resp, tested_column(prep.units, data.design, prep.swaps.status),
