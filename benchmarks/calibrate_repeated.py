@@ -38,7 +38,9 @@ effects (``--effect-size``, default 0.6), under ``differential.repeated_samples`
 - ``all_unweighted``: the same summaries, every household weighing 1.
 
 Calls are the stage's rule (:func:`workflow_scripts.differential.calls.decide`) at the level
-in force without the self-calibration's tightening (q < 0.025), with the therapy check.
+in force without the self-calibration's tightening (q < 0.025), with the therapy check;
+``--calibrated`` runs the self-calibration of every cohort and calls at the level it chooses
+(``first`` and ``all`` only).
 Reported per scenario and policy: ``recall`` (planted high-risk and protective species
 called in their direction, per seed: mean, 10th-90th percentiles), ``precision`` pooled over
 seeds (right calls / calls; treatment-only species count as wrong), ``type1`` (fraction of
@@ -65,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow_scripts import synthetic  # noqa: E402
 from workflow_scripts.design import build_design, first_samples  # noqa: E402
-from workflow_scripts.differential import primary  # noqa: E402
+from workflow_scripts.differential import calibration, primary  # noqa: E402
 from workflow_scripts.differential.calls import decide  # noqa: E402
 from workflow_scripts.differential.prepare import DifferentialSettings, prepare  # noqa: E402
 from workflow_scripts.ingest.harmonise import Settings, ingest  # noqa: E402
@@ -176,17 +178,23 @@ def workflow_cohort(cohort):
     return ingested
 
 
-def primary_result(cohort, truth: pd.DataFrame, policy: str, weighted: bool = True) -> dict:
-    """Calls of the primary test against the planted truth, and its type-I error on the label swaps."""
+def primary_result(cohort, truth: pd.DataFrame, policy: str, weighted: bool = True,
+                   calibrated: bool = False) -> dict:
+    """Calls of the primary test against the planted truth, and its type-I error on the label swaps.
+
+    ``calibrated``: at the level the run's self-calibration chooses (else q < 0.025).
+    """
     settings = DifferentialSettings.from_config(repeated_samples=policy, primary={"weight_by_samples": weighted},
                                                 calibration={"null_replicates": SWAPS})
     data = prepare(cohort, settings)
     prep = primary.prepare_primary(data)
+    level = calibration.level_in_force(calibration.calibrate(data, prep=prep), settings.fdr_level) \
+        if calibrated else LEVEL
     result = primary.test_taxa(prep.units, prep.resp, prep.options, prep.bias_var)
-    candidates = np.nan_to_num(result["qvalue"], nan=1.0) < LEVEL
+    candidates = np.nan_to_num(result["qvalue"], nan=1.0) < level
     result["carried_by"] = primary.therapy_check(prep.units, prep.resp, result, candidates, prep.options)
     table = primary.primary_table(data, prep.units, result).set_index("feature")
-    calls = decide(table, LEVEL)["call"]
+    calls = decide(table, level)["call"]
     classes = truth.set_index("feature")["class"].reindex(calls.index)
     expected = classes.map({"high-risk": 1, "protective": -1}).fillna(0)
     null = []
@@ -198,7 +206,7 @@ def primary_result(cohort, truth: pd.DataFrame, policy: str, weighted: bool = Tr
     ok = np.isfinite(P)
     return {"right": int(((calls != 0) & (calls == expected)).sum()), "calls": int((calls != 0).sum()),
             "planted": int(truth["class"].isin(["high-risk", "protective"]).sum()),
-            "type1": float((P[ok] < 0.05).mean()), "n_tests": int(ok.sum()),
+            "type1": float((P[ok] < 0.05).mean()), "n_tests": int(ok.sum()), "level": level,
             "n_samples": int(table["n_samples"].iloc[0])}
 
 
@@ -208,16 +216,17 @@ def spread(values) -> dict:
             "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
 
 
-def run_primary(name: str, seeds, effect_size: float) -> dict:
+def run_primary(name: str, seeds, effect_size: float, calibrated: bool = False) -> dict:
     args = BASE | SCENARIOS[name] | {"effect_size": effect_size}
+    policies = {p: POLICIES[p] for p in (("first", "all") if calibrated else POLICIES)}
     per_seed = []
     for seed in seeds:
         generated = synthetic.generate(seed=seed, **args)
         cohort = workflow_cohort(generated)
-        per_seed.append({p: primary_result(cohort, generated.truth_species, policy, weighted)
-                         for p, (policy, weighted) in POLICIES.items()})
+        per_seed.append({p: primary_result(cohort, generated.truth_species, policy, weighted, calibrated)
+                         for p, (policy, weighted) in policies.items()})
     summary = {}
-    for p in POLICIES:
+    for p in policies:
         rows = [s[p] for s in per_seed]
         right, calls = sum(r["right"] for r in rows), sum(r["calls"] for r in rows)
         summary[p] = {"recall": spread([r["right"] / r["planted"] for r in rows]),
@@ -235,11 +244,11 @@ def main_primary(args) -> int:
     results = {}
     for name in args.scenario or SCENARIOS:
         start = time.perf_counter()
-        results[name] = run_primary(name, range(1, args.seeds + 1), args.effect_size)
+        results[name] = run_primary(name, range(1, args.seeds + 1), args.effect_size, args.calibrated)
         s = results[name]["summary"]
         print(f"{name} ({time.perf_counter() - start:.0f} s); all vs first: more in {s['gain']['all_more']}, "
               f"fewer in {s['gain']['all_fewer']} seeds")
-        for p in POLICIES:
+        for p in (p for p in POLICIES if p in s):
             m = s[p]
             precision = "NA" if m["precision_pooled"] is None else f"{m['precision_pooled']:.3f}"
             print(f"  {p:15s} recall {m['recall']['mean']:.3f} [{m['recall']['p10']:.2f}, {m['recall']['p90']:.2f}]  "
@@ -259,6 +268,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="default: all of them")
     parser.add_argument("--primary", action="store_true", help="the differential stage's primary test instead")
     parser.add_argument("--effect-size", type=float, default=0.6, help="planted effect of --primary")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="--primary at the level the self-calibration chooses (first and all only; slower)")
     args = parser.parse_args(argv)
     if args.primary:
         return main_primary(args)
