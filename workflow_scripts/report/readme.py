@@ -34,12 +34,18 @@ DESCRIPTIONS = (
     ("ingest/cohort/tree.nwk", "the phylogeny pruned to the kept features"),
     ("ingest/cohort/genotypes.npy", "dosages, variants x participants (NumPy)"),
     ("ingest/cohort/variants.tsv", "variant annotation"),
+    ("ingest/cohort/genotype_samples.tsv", "the genotyped blood samples analysed: file column and participant"),
+    ("ingest/cohort/genotype_access/*", "what ingest built once so every association job reads only its part of "
+                                        "the genotype file (an index, BGEN offsets); not meant for reading"),
     ("diversity/alpha.tsv", "alpha diversity of every kept stool sample"),
     ("diversity/alpha_tests.tsv", "alpha diversity, patients vs household controls (paired Wilcoxon, mixed model)"),
     ("diversity/beta_*.tsv", "distance matrix of one beta-diversity metric (scikit-bio DistanceMatrix layout)"),
     ("diversity/pcoa_*.txt", "principal coordinates of one metric (scikit-bio OrdinationResults)"),
     ("diversity/permanova.tsv", "PERMANOVA per metric and term"),
     ("diversity/permdisp.tsv", "PERMDISP (dispersion by status) per metric"),
+    ("diversity/stability.tsv", "within-participant stability of every taxon over repeated stool samples "
+                                "(ICC, presence agreement)"),
+    ("diversity/stability.json", "the stability report's summary (participants with repeated samples, medians)"),
     ("diversity/ledger.tsv", "samples the diversity stage set aside, with the reason"),
     ("diversity/parts/*", "a job-to-job hand-off (one metric's PERMANOVA or PERMDISP before they are gathered); "
                           "not meant for reading"),
@@ -65,6 +71,9 @@ DESCRIPTIONS = (
     ("association/variant_qc.tsv", "every variant's QC (MAF, call rate, Hardy-Weinberg)"),
     ("association/variant_summary.tsv", "per variant: its strongest taxon and number of significant taxa"),
     ("association/heatmap.tsv", "the variant x taxon pairs drawn in the heatmap"),
+    ("association/inflation.tsv", "genomic inflation (lambda) per test kind and taxon"),
+    ("association/lead_variants.tsv", "the lead variant of every associated locus per taxon (clumped by distance)"),
+    ("association/sumstats.tsv", "the index of the summary-statistics Parquet files: chunk, regions, tests, checksum"),
     ("association/summary.json", "the association stage's summary (counts, settings, warnings)"),
     ("association/summary.md", "the association stage's summary in words"),
     ("association/ledger.tsv", "participants and variants the association stage left out, with the reason"),
@@ -72,6 +81,9 @@ DESCRIPTIONS = (
     ("association/figures/*", "association figures (Manhattan, QQ, heatmap)"),
     ("clinical/associations.tsv", "within patients: every taxon against every clinical axis"),
     ("clinical/scores.tsv", "EDSS, ARMSS and MSSS of every patient"),
+    ("clinical/summary.json", "the clinical stage's summary: axes tested or skipped and why, reference models, "
+                              "calls"),
+    ("clinical/summary.md", "the clinical stage's summary in words"),
     ("clinical/*.tsv", "a table of the clinical stage"),
     ("clinical/figures/*", "clinical figures"),
     ("export/README.md", "what each export file is and how to load it"),
