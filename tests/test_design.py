@@ -14,6 +14,16 @@ def test_first_sample_is_the_earliest(cohort_tables):
     assert first["p1"] == "s1a" and first["c1"] == "s2" and len(first) == 7
 
 
+def test_without_dates_the_lowest_visit_is_first():
+    samples = pd.DataFrame({"participant_id": ["a", "a", "a", "b", "b"], "visit": ["3", "1", "2", "", "2"]},
+                           index=pd.Index(["a_x", "a_y", "a_z", "b_1", "b_2"], name="sample_id"))
+    first = first_samples(samples)
+    assert first["a"] == "a_y"  # visit 1, although a_x sorts first by id
+    assert first["b"] == "b_2"  # a sample without a visit number comes after the numbered ones
+    dated = samples.assign(collection_date=["2020-01-01", "2021-01-01", "", "", ""])
+    assert first_samples(dated)["a"] == "a_x"  # a date outranks the visit number
+
+
 def test_dmt_indicators_are_zero_for_controls_and_untreated(cohort_tables):
     participants, _ = cohort_tables
     dmt = dmt_indicators(participants, "MS")

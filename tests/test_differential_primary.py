@@ -122,6 +122,18 @@ def test_component_B_is_ols_hc3_on_the_households_with_the_taxon(small):
     assert checked >= 20
 
 
+def test_a_component_fit_needs_two_residual_degrees_of_freedom():
+    rng = np.random.default_rng(0)
+    X = np.stack([np.column_stack([rng.choice([-1.0, 1.0], 30), rng.normal(size=(30, 2))]) for _ in range(2)])
+    Y = rng.normal(size=(30, 3))
+    mask = np.ones((30, 3), bool)
+    mask[4:, 0] = False  # k + 1 rows
+    mask[5:, 1] = False  # k + 2 rows
+    fit = primary.ols_fit(Y, X, mask)
+    assert np.isnan(fit["effect"][:, 0]).all() and np.isnan(fit["se"][:, 0]).all()
+    assert np.isfinite(fit["se"][:, 1:]).all() and (fit["df"][:, 1] == 2).all()
+
+
 def test_component_C_is_exact_mcnemar_on_few_discordant_households(small):
     _, cohort = small
     data = stage(cohort)

@@ -11,7 +11,6 @@ import warnings
 from statsmodels.discrete.conditional_models import ConditionalLogit
 from statsmodels.discrete.discrete_model import Logit
 from statsmodels.stats.contingency_tables import mcnemar
-from workflow_scripts.models.logistic_score import logistic_score_test
 
 
 def data(n=150, p=4, seed=0):
@@ -149,11 +148,19 @@ def test_without_covariates_the_paired_score_test_is_mcnemar():
     status, household, z, sex, y = paired_cohort(1)
     case, control = y[status == 1], y[status == 0]
     discordant = case != control
-    stat = logistic_score_test(np.zeros((len(case), 0)), case[:, None], discordant[:, None], np.ones(len(case)))
+    stat = score_test(case[:, None], np.ones(len(case)), np.zeros((len(case), 0)), mask=discordant[:, None],
+                      variance="model")["stat"]
     b, c = int((case > control).sum()), int((case < control).sum())
     reference = mcnemar([[0, b], [c, 0]], exact=False, correction=False).statistic
     assert stat[0] ** 2 == pytest.approx(reference, rel=1e-12)
     assert np.sign(stat[0]) == np.sign(b - c)
+
+
+def test_every_discordant_pair_one_way_is_still_a_test_without_an_intercept():
+    """b = n, c = 0: McNemar's z = sqrt(n), although the response does not vary on its rows."""
+    n = 30
+    out = score_test(np.ones((n, 1)), np.ones(n), np.zeros((n, 0)), variance="model")
+    assert out["stat"][0] == pytest.approx(np.sqrt(n), rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -161,7 +168,8 @@ def test_with_covariates_it_is_the_conditional_logistic_score_test(seed):
     status, household, z, sex, y = paired_cohort(seed)
     case, control = y[status == 1], y[status == 0]
     differences = np.column_stack([z[status == 1] - z[status == 0], sex[status == 1] - sex[status == 0]])
-    ours = logistic_score_test(differences, case[:, None], (case != control)[:, None], np.ones(len(case)))[0]
+    ours = score_test(case[:, None], np.ones(len(case)), differences, mask=(case != control)[:, None],
+                      variance="model")["stat"][0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels drops the concordant households, and says so
         null = ConditionalLogit(y, np.column_stack([z, sex]), groups=household).fit(
@@ -177,15 +185,18 @@ def test_unpaired_score_test_equals_statsmodels_logit_and_replicates_share_the_n
     W = np.column_stack([np.ones(n), rng.normal(size=n)])
     Y = (rng.random((n, p)) < 1 / (1 + np.exp(-(0.3 * status[:, None] + W[:, [1]])))).astype(float)
     mask = np.ones((n, p), bool)
-    ours = logistic_score_test(W, Y, mask, status)
+    ours = score_test(Y, status, W, mask=mask, variance="model")["stat"]
     for j in range(p):
         null = Logit(Y[:, j], W).fit(disp=0, method="newton", tol=1e-12)
         full = Logit(Y[:, j], np.column_stack([status, W]))
         assert ours[j] == pytest.approx(score_reference(full, null.params), rel=1e-7)
     swaps = np.stack([rng.permutation(status) for _ in range(3)])
-    batched = logistic_score_test(W, Y, mask, swaps)
-    for r in range(3):
-        np.testing.assert_allclose(batched[r], logistic_score_test(W, Y, mask, swaps[r]), rtol=1e-12)
+    for variance in ("model", "hc3"):
+        batched = score_test(Y, swaps, W, mask=mask, variance=variance)
+        for r in range(3):
+            one = score_test(Y, swaps[r], W, mask=mask, variance=variance)
+            for key in ("stat", "effect", "se"):
+                np.testing.assert_allclose(batched[key][r], one[key], rtol=1e-12)
 
 
 def test_masks_select_the_rows_and_an_empty_column_has_no_information():
@@ -197,6 +208,7 @@ def test_masks_select_the_rows_and_an_empty_column_has_no_information():
     mask = np.ones((n, 2), bool)
     mask[60:, 0] = False
     mask[:, 1] = False
-    out = logistic_score_test(W, Y, mask, t)
-    assert out[0] == pytest.approx(logistic_score_test(W[:60], Y[:60, :1], mask[:60, :1], t[:60])[0], rel=1e-12)
+    out = score_test(Y, t, W, mask=mask, variance="model")["stat"]
+    alone = score_test(Y[:60, :1], t[:60], W[:60], mask=mask[:60, :1], variance="model")["stat"]
+    assert out[0] == pytest.approx(alone[0], rel=1e-12)
     assert np.isnan(out[1])

@@ -3,7 +3,7 @@
 Repeated stool samples
     A participant with several stool samples is one observation. Count-based
     statistics use the participant's *first* sample (earliest
-    ``collection_date``, then sample id), so sequencing depth is not inflated by
+    ``collection_date``, then lowest ``visit``, then sample id), so sequencing depth is not inflated by
     pooling (:func:`workflow_scripts.transforms.participant_profiles` also
     pools or averages them). Every stage says which it uses.
 
@@ -39,18 +39,22 @@ UNTREATED = "untreated"
 
 
 def first_samples(samples: pd.DataFrame) -> pd.Series:
-    """Participant id -> their first stool sample id (earliest date, then id).
+    """Participant id -> their first stool sample id (earliest date, then lowest visit, then id).
 
     Parameters
     ----------
     samples : DataFrame
         The cohort's ``samples`` table (index sample_id, ``participant_id``,
-        optional ``collection_date``).
+        optional ``collection_date`` and ``visit``, a number: cohorts without
+        dates, such as the Kiel cohort, number their time points).
     """
     frame = samples.reset_index()[["sample_id", "participant_id"]].copy()
     dates = samples["collection_date"] if "collection_date" in samples.columns else None
     frame["_date"] = pd.to_datetime(dates.to_numpy(), errors="coerce") if dates is not None else pd.NaT
-    frame = frame.sort_values(["participant_id", "_date", "sample_id"], na_position="last", kind="stable")
+    visits = samples["visit"] if "visit" in samples.columns else None
+    frame["_visit"] = pd.to_numeric(visits.to_numpy(), errors="coerce") if visits is not None else np.nan
+    frame = frame.sort_values(["participant_id", "_date", "_visit", "sample_id"], na_position="last",
+                              kind="stable")
     return frame.drop_duplicates("participant_id").set_index("participant_id")["sample_id"]
 
 

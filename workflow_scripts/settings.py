@@ -35,6 +35,14 @@ def load_schema(name: str) -> dict:
     return yaml.safe_load((SCHEMA_DIR / f"{name}.schema.yaml").read_text(encoding="utf-8"))
 
 
+def schema_default(*path: str):
+    """The ``default`` of a key of ``config/schema/config.schema.yaml``, e.g. ``("ingest", "min_depth")``."""
+    node = load_schema("config")
+    for key in path:
+        node = node["properties"][key]
+    return copy.deepcopy(node["default"])
+
+
 def _filling_validator(schema: dict):
     """A JSON-schema validator that fills defaults, as ``snakemake.utils.validate`` does."""
     from jsonschema import Draft202012Validator, validators

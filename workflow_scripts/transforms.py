@@ -10,7 +10,7 @@ Repeated stool samples (``repeated_samples: all | first | sum | mean``, default 
       never four participants. :func:`sample_participants` gives each row's
       participant and :func:`sample_design` the design's rows for them.
     - ``first``: the participant's first stool sample (earliest
-      ``collection_date``, then sample id;
+      ``collection_date``, then lowest ``visit``, then sample id;
       :func:`workflow_scripts.design.first_samples`), values unchanged.
     - ``sum``: the counts of all their samples added up (relative abundances:
       their mean profile).

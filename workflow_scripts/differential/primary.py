@@ -24,14 +24,14 @@ C  *presence.* The discordant households (exactly one side has the taxon):
    a presence change caused by another taxon's dilution is not a presence
    effect); its intercept is the MS log odds ratio of presence, tested by a
    score test (McNemar's test without covariates;
-   :func:`workflow_scripts.models.logistic_score.logistic_score_test`).
+   :func:`workflow_scripts.models.logistic_score.score_test`, model variance).
    With fewer than ``primary.exact_below`` discordant households, the exact
    McNemar (binomial) test instead.
 
 A and B regress the household differences on an intercept (the MS effect)
 and the covariate differences, with HC3 sandwich standard errors
-(:func:`workflow_scripts.models.robust_ols.ols_hc3`) and Student t on the
-residual degrees of freedom. Site and household cancel within a household.
+(:func:`workflow_scripts.models.robust_ols.ols_term`) and Student t on the
+residual degrees of freedom (none with fewer than two). Site and household cancel within a household.
 
 Compositional bias
     A and B are log-ratios against the community, so a change in a few taxa
@@ -103,12 +103,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sparse
 from scipy import stats
-from scipy.special import ndtr
 
 from ..design import Design, drop_aliased
-from ..models.logistic_score import logistic_score_test
+from ..models.logistic_score import score_test
 from ..models.multiple_testing import bh, cauchy_combination
-from ..models.robust_ols import ols_hc3
+from ..models.robust_ols import ols_term
 from ..transforms import replace_zeros
 from .bias import local_mode
 from .prepare import StageData, describe
@@ -457,18 +456,18 @@ def components(units: Units, resp: Responses, tested, options: dict) -> dict:
     # weighted least squares as OLS on rows scaled by the root weights (HC3 of the scaled rows)
     root = np.sqrt(units.weight)
     X = X * root[None, :, None]
-    fit_A = ols_hc3(X, resp.A * root[:, None])
-    fit_B = ols_hc3(X, resp.B * root[:, None], resp.B_mask)
+    fit_A = ols_fit(resp.A * root[:, None], X)
+    fit_B = ols_fit(resp.B * root[:, None], X, resp.B_mask)
     minimum = int(options["min_both_present"])
     if units.paired:
-        eligible_B = np.broadcast_to(resp.B_mask.sum(axis=0) >= minimum, fit_B.n.shape)
+        eligible_B = np.broadcast_to(resp.B_mask.sum(axis=0) >= minimum, fit_B["n"].shape)
     else:
         present_case = (T == 1).astype(float) @ resp.B_mask
         present_control = (T == 0).astype(float) @ resp.B_mask
         eligible_B = (present_case >= minimum / 2) & (present_control >= minimum / 2)
     W_C = np.column_stack([units.W, resp.scale])
-    z = logistic_score_test(W_C, resp.U, resp.C_mask, T)
-    p_score = 2 * ndtr(-np.abs(z))
+    fit_C = score_test(resp.U, T, W_C, mask=resp.C_mask, variance="model")  # one null fit for every swap
+    z, p_score = fit_C["stat"], fit_C["pvalue"]
     Cm = resp.C_mask.astype(float)
     if units.paired:
         # discordant households in which the (labelled) case side has the taxon
@@ -494,12 +493,21 @@ def components(units: Units, resp: Responses, tested, options: dict) -> dict:
         p_C = np.where(constant, np.nan, p_score)
         sign_C = np.sign(z)
         n_C = np.broadcast_to(float(N), p_C.shape)
-    out = {"effect_A": fit_A.estimate, "se_A": fit_A.se, "df_A": fit_A.df,
-           "effect_B": fit_B.estimate, "se_B": fit_B.se, "df_B": fit_B.df, "n_B": fit_B.n,
+    out = {"effect_A": fit_A["effect"], "se_A": fit_A["se"], "df_A": fit_A["df"],
+           "effect_B": fit_B["effect"], "se_B": fit_B["se"], "df_B": fit_B["df"], "n_B": fit_B["n"],
            "eligible_B": eligible_B, "z_C": z, "p_C": p_C, "sign_C": sign_C, "effect_C": effect_C,
            "se_C": se_C, "n_C": n_C}
     out = {k: np.broadcast_to(np.asarray(v, dtype=float), (R, resp.A.shape[1])) for k, v in out.items()}
     return {k: v[0] for k, v in out.items()} if single else out
+
+
+def ols_fit(Y, X, mask=None) -> dict:
+    """HC3 fit of the tested column (the first of ``X``); no estimate with fewer than ``k + 2`` rows."""
+    fit = ols_term(Y, X, 0, "hc3", mask=mask)
+    ok = fit["n"] >= X.shape[-1] + 2
+    fit["effect"] = np.where(ok, fit["effect"], np.nan)
+    fit["se"] = np.where(ok, fit["se"], np.nan)
+    return fit
 
 
 def bias_estimates(raw: dict, resp: Responses, options: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ import skbio
 from ..cohort import Cohort, CohortGenotypes
 from ..errors import InputError, Problem, Problems
 from ..provenance import sha256
+from ..settings import schema_default
 from ..io.abundance import check_values, read_abundance
 from ..io.genotypes import GenotypeScan, read_variant_annotation, scan_genotypes
 from ..io.tables import read_table
@@ -34,19 +35,19 @@ class Settings:
     participants: str
     stool_manifest: str
     abundance: str
-    abundance_kind: str = "counts"
-    abundance_format: str = "auto"
+    abundance_kind: str = schema_default("inputs", "abundance_kind")
+    abundance_format: str = schema_default("ingest", "abundance_format")
     blood_manifest: str | None = None
     taxonomy: str | None = None
     tree: str | None = None
     genotypes: str | None = None
     variants: str | None = None
-    rank: str = "species"
-    case_label: str = "MS"
-    control_label: str = "HHC"
-    covariates: tuple[str, ...] = ()
-    min_depth: float = 1000
-    max_duplicate_discordance: float = 0.5
+    rank: str = schema_default("rank")
+    case_label: str = schema_default("case_label")
+    control_label: str = schema_default("control_label")
+    covariates: tuple[str, ...] = ()  # none unless given (from_config passes the config's)
+    min_depth: float = schema_default("ingest", "min_depth")
+    max_duplicate_discordance: float = schema_default("ingest", "max_duplicate_discordance")
 
     @classmethod
     def from_config(cls, config: dict) -> "Settings":

@@ -18,7 +18,7 @@ Statistic
     the score is :math:`U_j = \\sum_i \\tilde x_{ij} r_{ij}` and the efficient
     information :math:`I_j = \\sum_i w_{ij} \\tilde x_{ij}^2`.
 
-    - ``variance="model"``: :math:`z = U/\\sqrt{I}` (Rao's score test,
+    - ``variance="model"``: :math:`z = U/\\sqrt{I}` (Rao's score test [4]_,
       statsmodels ``GLM(...).fit().score_test(exog_extra=x)``);
     - ``variance="robust"``: :math:`z = U / \\sqrt{V}`, :math:`V =
       c \\sum_g (\\sum_{i \\in g} \\tilde x_{ij} r_{ij})^2` over clusters ``g``
@@ -37,10 +37,20 @@ Statistic
 
     ``effect`` is the one-step estimate :math:`U/I` (log odds ratio per unit
     of ``x``), ``se`` :math:`\\sqrt{V}/I`; p-values are two-sided normal.
+    Everything is NaN where the null fit leaves ``x`` no information,
+    :math:`I_j \\le 10^{-8} \\sum_i x_i^2` over the response's rows (a
+    response the covariates separate, e.g. one without variation when ``Z``
+    has an intercept, or ``x`` aliased with ``Z`` on those rows).
 
-:func:`logistic_score_test` is the model-variance test batched over
-replicates of the tested column (the label swaps of the differential stage's
-calibration share one null fit per taxon).
+``x`` may also be one tested column per replicate (shape ``(R, n)``, e.g. the
+label swaps of the differential stage's calibration); the replicates share
+the null fit, and every output then has a leading replicate axis.
+
+For 1:1 matched sets the conditional (stratified) logistic likelihood is, on
+the discordant sets, the unconditional logistic likelihood of "the case is
+the member with the outcome" on the within-set covariate differences (no
+intercept; the tested column is all ones); its score test of the status
+effect with no covariates is McNemar's test [5]_.
 
 References
 ----------
@@ -49,6 +59,11 @@ References
    linear models. Biometrika 73:13-22.
 .. [3] Kauermann G, Carroll RJ (2001). A note on the efficiency of sandwich
    covariance matrix estimation. J Am Stat Assoc 96:1387-1396.
+.. [4] Rao CR (1948). Large sample tests of statistical hypotheses concerning
+   several parameters with applications to problems of estimation. Proc
+   Cambridge Philos Soc 44:50-57.
+.. [5] Breslow NE, Day NE (1980). Statistical Methods in Cancer Research I: The
+   Analysis of Case-Control Studies, ch. 7. IARC.
 """
 
 from __future__ import annotations
@@ -59,16 +74,49 @@ from scipy.special import expit, ndtr
 from .robust_ols import cluster_codes, gram_per_column, pinv_sym, quadratic_per_column, row_outer
 
 VARIANCE = ("model", "robust", "hc2", "hc3")
+#: Information below this fraction of ``sum x^2`` (the response's rows) counts as none.
+MIN_INFORMATION = 1e-8
+#: Largest replicates x rows x responses block of score contributions held at once (float64 elements).
+BLOCK_ELEMENTS = 4_000_000
 
 
 def null_fit(Y, Z, mask=None, max_iter: int = 30, tol: float = 1e-8, weights=None):
-    """IRLS fit of ``logit P(y_j = 1) = Z gamma_j`` for every column; returns ``mu`` (n, p) and ``converged``.
+    r"""IRLS fit of ``logit P(y_j = 1) = Z gamma_j`` for every column; returns ``mu`` (n, p) and ``converged``.
 
-    Linear predictors are kept within +-30, so a response that a column of
-    ``Z`` separates (a site where a taxon is never present) converges to
-    fitted values of about 0 or 1 there instead of diverging. Columns stop
-    iterating once their deviance changes by less than ``tol`` (relative).
-    ``weights`` are prior weights of the rows.
+    Parameters
+    ----------
+    Y : array_like, shape (n, p)
+        0/1 responses (values outside ``mask`` are ignored).
+    Z : array_like, shape (n, q)
+        Design; may have no columns (the fitted probability is then 1/2).
+    mask : array_like of bool, shape (n, p), optional
+        Rows each response is fitted on.
+    max_iter : int
+        Most IRLS steps.
+    tol : float
+        A column stops once its deviance has changed by at most ``tol``
+        (relative) on two steps in a row.
+    weights : array_like, shape (n,), optional
+        Prior weights of the rows.
+
+    Returns
+    -------
+    mu : ndarray, shape (n, p)
+        Fitted probabilities.
+    converged : ndarray of bool, shape (p,)
+
+    Notes
+    -----
+    Iteratively reweighted least squares (Newton-Raphson for the canonical
+    link), batched over columns (one ``q x q`` pseudo-inverse per column and
+    step), from :math:`\mu = (y + 1/2)/2`. Linear predictors are kept within
+    +-30, so a response that a column of ``Z`` separates (a site where a taxon
+    is never present) converges to fitted values of about 0 or 1 there
+    instead of diverging; the score test then finds no information in it.
+    The step after the deviance settles takes a regular fit from about
+    :math:`\sqrt{tol}` to the floating-point limit (Newton-Raphson converges
+    quadratically), where iterating on would only drift a partly separated
+    fit towards the bound.
     """
     Y = np.asarray(Y, dtype=float)
     Z = np.asarray(Z, dtype=float)
@@ -77,9 +125,12 @@ def null_fit(Y, Z, mask=None, max_iter: int = 30, tol: float = 1e-8, weights=Non
     w_mask = np.ones_like(Y) if mask is None else np.asarray(mask, dtype=float)
     if weights is not None:
         w_mask = w_mask * np.asarray(weights, dtype=float)[:, None]
+    if Z.shape[1] == 0:
+        return np.full(Y.shape, 0.5), np.ones(Y.shape[1], dtype=bool)
     mu = np.where(w_mask > 0, (Y + 0.5) / 2, 0.5)
     eta = np.log(mu / (1 - mu))
     deviance = np.full(Y.shape[1], np.inf)
+    settled = np.zeros(Y.shape[1], dtype=bool)
     active = np.arange(Y.shape[1])
     outer = row_outer(Z)
     for _ in range(max_iter):
@@ -93,8 +144,9 @@ def null_fit(Y, Z, mask=None, max_iter: int = 30, tol: float = 1e-8, weights=Non
         eta[:, active], mu[:, active] = e, u
         with np.errstate(divide="ignore", invalid="ignore"):
             new = -2 * np.sum(m * (y * np.log(u) + (1 - y) * np.log1p(-u)), axis=0)
-        done = np.abs(new - deviance[active]) <= tol * (np.abs(new) + 0.1)
-        deviance[active] = new
+        small = np.abs(new - deviance[active]) <= tol * (np.abs(new) + 0.1)
+        done = small & settled[active]
+        deviance[active], settled[active] = new, small
         active = active[~done]
         if not active.size:
             break
@@ -105,18 +157,18 @@ def null_fit(Y, Z, mask=None, max_iter: int = 30, tol: float = 1e-8, weights=Non
 
 def score_test(Y, x, Z, clusters=None, mask=None, variance: str = "robust", weights=None
                ) -> dict[str, np.ndarray]:
-    """Score test of ``x`` added to ``logit P(y_j = 1) ~ Z`` for every column of ``Y``.
+    r"""Score test of ``x`` added to ``logit P(y_j = 1) ~ Z`` for every column of ``Y``.
 
     Parameters
     ----------
     Y : array_like, shape (n, p)
         0/1 responses (values outside ``mask`` are ignored).
-    x : array_like, shape (n,)
-        The variable tested.
+    x : array_like, shape (n,) or (R, n)
+        The variable tested, or one per replicate (all share the null fit).
     Z : array_like, shape (n, q)
-        Null-model design with the intercept.
+        Null-model design (with the intercept if wanted; may have no columns).
     clusters : array_like, shape (n,), optional
-        Cluster of every row (robust variance only); rows are their own
+        Cluster of every row (robust variances only); rows are their own
         clusters when omitted.
     mask : array_like of bool, shape (n, p), optional
         Rows each response is fitted on.
@@ -128,8 +180,20 @@ def score_test(Y, x, Z, clusters=None, mask=None, variance: str = "robust", weig
     -------
     dict
         ``effect`` (one-step log odds ratio), ``se``, ``stat`` (z), ``pvalue``,
-        ``n`` (rows), ``n_events`` (rows with y = 1), ``converged``; NaN where a
-        response does not vary on its rows.
+        ``n`` (rows), ``n_events`` (rows with y = 1), ``converged``, arrays of
+        shape ``(p,)`` for a 1-D ``x``, ``(R, p)`` for a 2-D one; NaN where
+        the null fit leaves ``x`` no information (module docstring).
+
+    Notes
+    -----
+    With the null fit's weights :math:`W_j` and
+    :math:`B_j = (Z^\top W_j Z)^{-1} Z^\top W_j x`, the score is
+    :math:`U_j = x^\top r_j - B_j^\top Z^\top r_j` and the efficient
+    information :math:`I_j = x^\top W_j x - B_j^\top Z^\top W_j x` (the
+    module docstring's sums over :math:`\tilde x = x - Z B_j`), so that the
+    model-variance test of many replicates of ``x`` needs no
+    replicate x row x response array; the robust variances sum the rows'
+    contributions :math:`\tilde x_{ij} r_{ij}` in blocks of replicates.
     """
     if variance not in VARIANCE:
         raise ValueError(f"variance must be one of {VARIANCE}, not {variance!r}")
@@ -138,157 +202,57 @@ def score_test(Y, x, Z, clusters=None, mask=None, variance: str = "robust", weig
     norms = np.linalg.norm(Z, axis=0)
     Z = Z / np.where(norms > 0, norms, 1.0)  # the projection of x on Z does not depend on Z's column scales
     x = np.asarray(x, dtype=float)
+    single = x.ndim == 1
+    X = x[None] if single else x                                    # (R, n)
     n, p = Y.shape
     m = np.ones((n, p), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     Y = np.where(m, Y, 0.0)
     prior = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     mu, converged = null_fit(Y, Z, m, weights=prior)
     w = mu * (1 - mu) * m * prior[:, None]
-    inv, _ = pinv_sym(gram_per_column(Z, w))
-    B = np.einsum("jkl,lj->jk", inv, Z.T @ (w * x[:, None]))        # (p, q)
-    xt = (x[:, None] - Z @ B.T) * m                                 # x~, zero off the mask
     r = (Y - mu) * m * prior[:, None]
-    U = np.einsum("ij,ij->j", xt, r)
-    info = np.einsum("ij,ij,ij->j", w, xt, xt)
-    n_used = m.sum(axis=0)
-    events = (Y * m).sum(axis=0)
+    inv, _ = pinv_sym(gram_per_column(Z, w))                        # (p, q, q)
+    cross = np.matmul((X[:, :, None] * Z[None]).transpose(0, 2, 1), w)  # (R, q, p): Z' W_j x
+    B = np.einsum("jkl,rlj->rjk", inv, cross)                       # (R, p, q)
+    U = X @ r - np.einsum("rjk,kj->rj", B, Z.T @ r)
+    info = (X * X) @ w - np.einsum("rjk,rkj->rj", B, cross)
+    scale = (X * X) @ (m * prior[:, None])                          # sum x^2 over the rows (weighted)
     if variance == "model":
         V = info
     else:
-        contribution = xt * r
+        h = None
         if variance in ("hc2", "hc3"):
             h = quadratic_per_column(Z, inv) * w                    # hat values of the null fit
-            power = 1.0 if variance == "hc3" else 0.5
-            contribution = contribution / np.where(h < 1 - 1e-10, 1 - h, np.inf) ** power
         codes = np.arange(n) if clusters is None else cluster_codes(clusters, n)
-        sums = np.zeros((codes.max() + 1, p))
-        np.add.at(sums, codes, contribution)
         used = np.zeros((codes.max() + 1, p), dtype=bool)
         np.logical_or.at(used, codes, m)
         G = used.sum(axis=0).astype(float)
+        step = max(1, BLOCK_ELEMENTS // max(n * p, 1))
+        V = np.concatenate([_robust_variance(X[s:s + step], Z, B[s:s + step], r, m, h, codes, variance)
+                            for s in range(0, len(X), step)])
         with np.errstate(divide="ignore", invalid="ignore"):
-            factor = G / (G - 1) if clusters is not None and variance == "robust" else 1.0
-            V = np.einsum("gj,gj->j", sums, sums) * factor
-    varies = (events > 0) & (events < n_used)
+            V = V * (G / (G - 1) if clusters is not None and variance == "robust" else 1.0)
+    n_used = m.sum(axis=0)
+    events = (Y * m).sum(axis=0)
+    informative = info > MIN_INFORMATION * scale
     with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.where(varies, U / np.sqrt(V), np.nan)
-        effect = np.where(varies, U / info, np.nan)
-        se = np.where(varies, np.sqrt(V) / info, np.nan)
-    return {"effect": effect, "se": se, "stat": stat, "pvalue": 2 * ndtr(-np.abs(stat)), "n": n_used,
-            "n_events": events.astype(int), "converged": converged}
+        stat = np.where(informative, U / np.sqrt(V), np.nan)
+        effect = np.where(informative, U / info, np.nan)
+        se = np.where(informative, np.sqrt(V) / info, np.nan)
+    shape = stat.shape
+    out = {"effect": effect, "se": se, "stat": stat, "pvalue": 2 * ndtr(-np.abs(stat)),
+           "n": np.broadcast_to(n_used, shape), "n_events": np.broadcast_to(events.astype(int), shape),
+           "converged": np.broadcast_to(converged, shape)}
+    return {key: value[0] for key, value in out.items()} if single else out
 
 
-#: Newton-Raphson steps of the null fits (they stop earlier once every fit has converged).
-MAX_ITER = 50
-TOLERANCE = 1e-10
-
-
-def logistic_null_fit(W, U, mask) -> np.ndarray:
-    """Fitted probabilities of the logistic regressions of every column of ``U`` on ``W``.
-
-    Parameters
-    ----------
-    W : array_like, shape (N, k)
-        Null design (may have no columns: the fitted probability is then 1/2).
-    U : array_like, shape (N, p)
-        0/1 outcomes.
-    mask : array_like of bool, shape (N, p)
-        Rows each column uses.
-
-    Returns
-    -------
-    ndarray, shape (N, p)
-        Fitted probabilities (1/2 where masked).
-
-    Notes
-    -----
-    Newton-Raphson (IRLS) from zero, batched over columns (one ``k x k`` solve
-    per column and step). A column whose outcomes the design separates has no
-    finite maximum; its iterates grow until the probabilities are within
-    floating-point of 0 and 1, so its score test has no information and
-    returns NaN.
-    """
-    W = np.asarray(W, dtype=float)
-    U = np.asarray(U, dtype=float)
-    M = np.asarray(mask, dtype=float)
-    N, k = W.shape
-    p = U.shape[1]
-    if k == 0:
-        return np.full((N, p), 0.5)
-    gamma = np.zeros((p, k))
-    ridge = 1e-10 * np.eye(k)
-    for _ in range(MAX_ITER):
-        mu = expit(W @ gamma.T)
-        weight = M * mu * (1 - mu)
-        info = np.einsum("nk,np,nl->pkl", W, weight, W, optimize=True) + ridge
-        grad = np.einsum("nk,np->pk", W, M * (U - mu), optimize=True)
-        step = np.linalg.solve(info, grad[..., None])[..., 0]
-        gamma = gamma + step
-        if np.nanmax(np.abs(step), initial=0.0) < TOLERANCE:
-            break
-    return expit(W @ gamma.T)
-
-
-def logistic_score_test(W, U, mask, tested) -> np.ndarray:
-    """Score statistic of adding the column ``tested`` to logistic regressions of ``U`` on ``W``.
-
-    Parameters
-    ----------
-    W : array_like, shape (N, k)
-        Null design (intercept included if wanted).
-    U : array_like, shape (N, p)
-        0/1 outcomes, one column per response (taxon).
-    mask : array_like of bool, shape (N, p)
-        Rows each column uses.
-    tested : array_like, shape (N,) or (R, N)
-        The tested column, or one per replicate (all share the null fit).
-
-    Returns
-    -------
-    ndarray, shape (p,) or (R, p)
-        Signed score statistics :math:`z`; two-sided p-values are
-        :math:`2\\Phi(-|z|)`. NaN where a column has no information.
-
-    Notes
-    -----
-    With the null fit :math:`\\hat\\mu`, :math:`V = \\hat\\mu(1-\\hat\\mu)` and the
-    tested column :math:`t`,
-
-    .. math::
-
-        z = \\frac{t^\\top (u - \\hat\\mu)}
-        {\\sqrt{t^\\top V t - t^\\top V W (W^\\top V W)^{-1} W^\\top V t}},
-
-    Rao's score test with the efficient information for the tested
-    coefficient [1]_. For 1:1 matched sets the conditional (stratified)
-    logistic likelihood is, on the discordant sets, the unconditional
-    logistic likelihood of "the case is the member with the outcome" on the
-    within-set covariate differences; its score test of the status effect
-    with no covariates is McNemar's test [2]_.
-
-    References
-    ----------
-    .. [1] Rao, C. R. (1948). Large sample tests of statistical hypotheses
-       concerning several parameters with applications to problems of
-       estimation. *Proc. Cambridge Philos. Soc.* 44, 50-57.
-    .. [2] Breslow, N. E. & Day, N. E. (1980). *Statistical Methods in Cancer
-       Research I: The Analysis of Case-Control Studies*, ch. 7. IARC.
-    """
-    W = np.asarray(W, dtype=float)
-    U = np.asarray(U, dtype=float)
-    M = np.asarray(mask, dtype=float)
-    t = np.asarray(tested, dtype=float)
-    single = t.ndim == 1
-    T = t[None] if single else t
-    mu = logistic_null_fit(W, U, mask)
-    V = M * mu * (1 - mu)
-    score = T @ (M * (U - mu))  # (R, p)
-    info = (T**2) @ V
-    if W.shape[1]:
-        cross = np.einsum("rn,np,nk->rpk", T, V, W, optimize=True)  # t' V W
-        null_info = np.einsum("nk,np,nl->pkl", W, V, W, optimize=True) + 1e-12 * np.eye(W.shape[1])
-        solved = np.linalg.solve(null_info[None], cross[..., None])[..., 0]
-        info = info - np.einsum("rpk,rpk->rp", cross, solved)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(info > 1e-10, score / np.sqrt(np.maximum(info, 1e-300)), np.nan)
-    return z[0] if single else z
+def _robust_variance(X, Z, B, r, m, h, codes, variance) -> np.ndarray:
+    """``sum_g (sum_{i in g} x~_ij r_ij / (1 - h_ij)^power)^2`` for replicates ``X`` (R, n): shape (R, p)."""
+    xt = (X[:, :, None] - np.einsum("nk,rjk->rnj", Z, B)) * m       # (R, n, p), zero off the mask
+    contribution = xt * r
+    if h is not None:
+        power = 1.0 if variance == "hc3" else 0.5
+        contribution = contribution / np.where(h < 1 - 1e-10, 1 - h, np.inf) ** power
+    sums = np.zeros((len(X), codes.max() + 1, r.shape[1]))
+    np.add.at(sums, (slice(None), codes), contribution)
+    return np.einsum("rgj,rgj->rj", sums, sums)

@@ -33,9 +33,9 @@ Errors (``errors``)
     (classical, HC) or ``G - 1`` (cluster-robust, ``G`` clusters), as
     statsmodels with ``use_t=True``.
 
-:func:`ols_hc3` is the HC3 case batched over replicated designs as well (one
-design per label swap of the differential stage's calibration: only the
-tested column changes), returning the estimate and error only.
+``X`` may also be a stack of designs, one per replicate (shape ``(R, n, k)``,
+e.g. one per label swap of the differential stage's calibration, where only
+the tested column changes); every output then has a leading replicate axis.
 
 Rows with leverage 1 (a participant alone in a level of a factor) are fitted
 exactly; their :math:`a_i` is 0, so they add nothing to the estimate or its
@@ -56,11 +56,11 @@ References
    linear models. Biometrika 73:13-22.
 .. [4] Bell RM, McCaffrey DF (2002). Bias reduction in standard errors for
    linear regression with multi-stage samples. Survey Methodology 28:169-181.
+.. [5] Long JS, Ervin LH (2000). Using heteroscedasticity consistent standard
+   errors in the linear regression model. Am Stat 54:217-224.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -112,29 +112,40 @@ def cluster_codes(clusters, n: int) -> np.ndarray:
 
 
 def _cluster_adjusted(a, X, inv, mask, codes, power):
-    """``A_g a_g`` stacked by row, ``(n, p)`` or ``(n, 1)``: CR2 (power -1/2) or CR3 (power -1).
+    """``A_g a_g`` stacked by row, ``(r, n, P)``: CR2 (power -1/2) or CR3 (power -1).
 
-    ``inv`` is ``(X'X)^-1`` shared ``(k, k)`` or per response ``(p, k, k)``;
-    ``mask`` None or ``(n, p)``. Clusters are batched by size.
+    ``X`` is ``(r, n, k)``; ``inv`` is ``(X'X)^-1`` shared by the responses
+    ``(r, 1, k, k)`` or per response ``(r, p, k, k)``; ``mask`` None or
+    ``(n, p)``. Clusters are batched by size.
     """
     out = np.zeros_like(a)
     sizes = np.bincount(codes)
     order = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    inv_p = inv[None] if inv.ndim == 2 else inv                      # (P, k, k)
     for size in np.unique(sizes):
         groups = np.flatnonzero(sizes == size)
         rows = order[starts[groups][:, None] + np.arange(size)]     # (G_s, s)
-        Xg = X[rows]                                                # (G_s, s, k)
-        H = np.einsum("gak,pkl,gbl->pgab", Xg, inv_p, Xg)           # (P, G_s, s, s)
+        Xg = X[:, rows]                                             # (r, G_s, s, k)
+        H = np.einsum("rgak,rpkl,rgbl->rpgab", Xg, inv, Xg)         # (r, P, G_s, s, s)
         if mask is not None:
             m = mask[rows].transpose(2, 0, 1).astype(float)         # (p, G_s, s)
             H = H * m[..., :, None] * m[..., None, :]
         A, _ = pinv_sym(np.eye(size) - H, power)
-        ag = a[rows].transpose(2, 0, 1)                             # (P, G_s, s)
-        adjusted = np.einsum("pgab,pgb->pga", A, ag)
-        out[rows] = adjusted.transpose(1, 2, 0)
+        ag = a[:, rows].transpose(0, 3, 1, 2)                       # (r, P, G_s, s)
+        adjusted = np.einsum("rpgab,rpgb->rpga", A, ag)
+        out[:, rows] = adjusted.transpose(0, 2, 3, 1)
     return out
+
+
+def _column_sums(c: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """``sum_i c_i e2_ij`` per replicate, ``c`` shared ``(r, n, 1)`` or per response ``(r, n, p)``."""
+    if c.shape[2] == 1:
+        return np.einsum("rn,rnp->rp", c[..., 0], e2)
+    return np.einsum("rnp,rnp->rp", c, e2)
+
+
+#: Largest replicates x rows x responses block held in memory at once (float64 elements).
+BLOCK_ELEMENTS = 4_000_000
 
 
 def ols_term(Y, X, term: int = 1, errors: str = "hc3", clusters=None, mask=None, weights=None
@@ -145,9 +156,11 @@ def ols_term(Y, X, term: int = 1, errors: str = "hc3", clusters=None, mask=None,
     ----------
     Y : array_like, shape (n, p)
         Responses; values outside ``mask`` are ignored (may be NaN).
-    X : array_like, shape (n, k)
+    X : array_like, shape (n, k) or (R, n, k)
         Design, with the intercept if wanted; full column rank on all rows
         (drop aliased columns first, :func:`workflow_scripts.design.drop_aliased`).
+        Or one design per replicate (e.g. per label swap), all fitted to the
+        same responses.
     term : int
         Column of ``X`` tested.
     errors : str
@@ -165,141 +178,14 @@ def ols_term(Y, X, term: int = 1, errors: str = "hc3", clusters=None, mask=None,
     -------
     dict
         ``effect``, ``se``, ``stat``, ``pvalue``, ``n`` (rows used), ``df``
-        and ``k`` (identified columns), arrays of length ``p``; ``n_clusters``
-        with clusters (clusters with a row used).
-    """
-    if errors not in ERRORS:
-        raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if weights is not None:
-        root = np.sqrt(np.asarray(weights, dtype=float))
-        X, Y = X * root[:, None], Y * root[:, None]
-    n, k = X.shape
-    p = Y.shape[1]
-    if Y.shape[0] != n:
-        raise ValueError(f"Y has {Y.shape[0]} rows but X has {n}")
-    # Columns scaled to unit length: the Gram matrices are better conditioned (age in years next to
-    # 0/1 indicators); the term's estimate and error are scaled back at the end.
-    scale = np.linalg.norm(X, axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    X = X / scale
-    codes = None
-    if errors in CR:
-        if clusters is None:
-            raise ValueError(f"errors={errors!r} needs clusters")
-        codes = cluster_codes(clusters, n)
-
-    if mask is None:
-        inv, rank = pinv_sym(X.T @ X)
-        a = (X @ inv[term])[:, None]                                 # (n, 1)
-        beta = inv @ (X.T @ Y)                                       # (k, p)
-        resid = Y - X @ beta
-        h = np.einsum("ik,kl,il->i", X, inv, X)[:, None]
-        n_used = np.full(p, n)
-        k_used = np.full(p, int(rank))
-        inv_tt = np.full(p, inv[term, term])
-        m = None
-    else:
-        m = np.asarray(mask, dtype=bool)
-        w = m.astype(float)
-        Yz = np.where(m, Y, 0.0)
-        inv, rank = pinv_sym(gram_per_column(X, w))                 # (p, k, k)
-        beta = np.einsum("jkl,lj->kj", inv, X.T @ Yz)               # (k, p)
-        resid = np.where(m, Yz - X @ beta, 0.0)
-        a = (X @ inv[:, term, :].T) * w                             # (n, p)
-        h = quadratic_per_column(X, inv) * w
-        n_used = m.sum(axis=0)
-        k_used = rank.astype(int)
-        inv_tt = inv[:, term, term]
-    df = (n_used - k_used).astype(float)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if errors == "classical":
-            var = inv_tt * np.einsum("ij,ij->j", resid, resid) / df
-        elif errors in HC:
-            inside = h < 1 - 1e-10
-            power = {"hc0": 0, "hc1": 0, "hc2": 1, "hc3": 2}[errors]
-            omega = np.where(inside, 1 - h, 1.0) ** -power
-            if errors == "hc1":
-                omega = omega * (n_used / df)[None, :]
-            var = np.einsum("ij,ij->j", np.where(inside, a * a * omega, 0.0), resid * resid)
-        else:
-            if errors == "cr1":
-                adjusted = a
-            else:
-                adjusted = _cluster_adjusted(a, X, inv, m, codes, -0.5 if errors == "cr2" else -1.0)
-            G_all = codes.max() + 1
-            sums = np.zeros((G_all, p))
-            np.add.at(sums, codes, adjusted * resid)
-            var = np.einsum("gj,gj->j", sums, sums)
-            used = np.zeros((G_all, p), dtype=bool)
-            np.logical_or.at(used, codes, np.ones((n, p), dtype=bool) if m is None else m)
-            G = used.sum(axis=0).astype(float)
-            if errors == "cr1":
-                var *= G / (G - 1) * (n_used - 1) / df
-            df = np.where(G >= 2, G - 1, np.nan)
-        se = np.sqrt(var)
-        stat = beta[term] / se
-    out = {"effect": beta[term] / scale[term], "se": se / scale[term], "stat": stat, "pvalue": two_sided_p_exact(stat, df), "n": n_used,
-           "df": df, "k": k_used}
-    if codes is not None:
-        out["n_clusters"] = G.astype(int)
-    return out
-
-
-#: Largest replicates x rows x columns block held in memory at once (float64 elements).
-BLOCK_ELEMENTS = 4_000_000
-
-
-@dataclass(frozen=True)
-class RobustFit:
-    """One coefficient of many regressions.
-
-    Attributes
-    ----------
-    estimate, se : ndarray, shape (p,) or (R, p)
-        The coefficient and its HC3 standard error (NaN where a column has
-        fewer than ``k + 2`` rows).
-    df : ndarray
-        Residual degrees of freedom, rows used minus columns.
-    n : ndarray
-        Rows used.
-    """
-
-    estimate: np.ndarray
-    se: np.ndarray
-    df: np.ndarray
-    n: np.ndarray
-
-
-def ols_hc3(X, Y, mask=None, coef: int = 0) -> RobustFit:
-    """OLS of every column of ``Y`` on ``X``; coefficient ``coef`` with its HC3 standard error.
-
-    Parameters
-    ----------
-    X : array_like, shape (N, k) or (R, N, k)
-        The design, or one design per replicate (e.g. per label swap: only the
-        tested column changes).
-    Y : array_like, shape (N, p)
-        Responses, shared by every replicate.
-    mask : array_like of bool, shape (N, p), optional
-        Rows each column uses (default all); masked entries of ``Y`` are ignored.
-    coef : int
-        The column of ``X`` whose coefficient is returned.
-
-    Returns
-    -------
-    RobustFit
-        Arrays of shape (p,) for a 2-D ``X``, (R, p) for a 3-D one.
+        and ``k`` (identified columns), arrays of shape ``(p,)`` for a 2-D
+        ``X``, ``(R, p)`` for a 3-D one; ``n_clusters`` with clusters
+        (clusters with a row used).
 
     Notes
     -----
-    With the rows of column :math:`j` in :math:`X_j`,
-    :math:`\\hat\\beta = (X_j^\\top X_j)^{-1}X_j^\\top y`, residuals :math:`e`,
-    leverages :math:`h_i = x_i^\\top (X_j^\\top X_j)^{-1} x_i`, and
+    For response :math:`j` on its rows, :math:`\\hat\\beta = (X^\\top
+    X)^{-1}X^\\top y`, and the HC3 variance (the default) is
 
     .. math::
 
@@ -307,68 +193,114 @@ def ols_hc3(X, Y, mask=None, coef: int = 0) -> RobustFit:
         \\operatorname{diag}\\!\\left(\\frac{e_i^2}{(1-h_i)^2}\\right) X (X^\\top X)^{-1},
 
     MacKinnon and White's jackknife-like estimator, valid under
-    heteroscedasticity and the least liberal of the HC family in small
-    samples [1]_ [2]_. Equals statsmodels ``OLS(...).fit(cov_type="HC3")`` on
-    the same rows. Without a mask the ``k x k`` solve is shared by every
-    column; with one it is batched per column. A design that is singular on a
-    column's rows is solved by pseudo-inverse (the aliased column gets no
-    weight).
+    heteroskedasticity and the least liberal of the HC family in small
+    samples [2]_ [5]_; the other errors are in the module docstring. Equals
+    statsmodels ``OLS(...).fit(cov_type=...)`` (``WLS`` with weights) on the
+    same rows. Without a mask the ``k x k`` solve of a design is shared by
+    every response; with one it is batched per response. Replicated designs
+    are fitted in blocks of at most :data:`BLOCK_ELEMENTS` replicate x row x
+    response values.
 
     References
     ----------
-    .. [1] MacKinnon, J. G. & White, H. (1985). Some heteroskedasticity-consistent
-       covariance matrix estimators with improved finite sample properties.
-       *Journal of Econometrics* 29, 305-325.
-    .. [2] Long, J. S. & Ervin, L. H. (2000). Using heteroscedasticity consistent
-       standard errors in the linear regression model. *The American
-       Statistician* 54(3), 217-224.
+    See the module docstring ([1]_ to [5]_).
     """
+    if errors not in ERRORS:
+        raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y, dtype=float)
     single = X.ndim == 2
     if single:
         X = X[None]
-    R, N, k = X.shape
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if weights is not None:
+        root = np.sqrt(np.asarray(weights, dtype=float))
+        X, Y = X * root[:, None], Y * root[:, None]
+    R, n, k = X.shape
     p = Y.shape[1]
-    M = None if mask is None else np.asarray(mask, dtype=bool)
-    if M is not None:
-        Y = np.where(M, Y, 0.0)
-    step = max(1, BLOCK_ELEMENTS // max(N * p, 1))
-    parts = [_block(X[r:r + step], Y, M, coef) for r in range(0, R, step)]
-    estimate, se, n = (np.concatenate([part[i] for part in parts]) for i in range(3))
-    df = n - k
-    ok = n >= k + 2
-    estimate = np.where(ok, estimate, np.nan)
-    se = np.where(ok, se, np.nan)
-    if single:
-        return RobustFit(estimate[0], se[0], df[0], n[0])
-    return RobustFit(estimate, se, df, n)
+    if Y.shape[0] != n:
+        raise ValueError(f"Y has {Y.shape[0]} rows but X has {n}")
+    # Columns scaled to unit length: the Gram matrices are better conditioned (age in years next to
+    # 0/1 indicators); the term's estimate and error are scaled back at the end.
+    scale = np.linalg.norm(X, axis=1)                                # (R, k)
+    scale = np.where(scale > 0, scale, 1.0)
+    X = X / scale[:, None, :]
+    codes = None
+    if errors in CR:
+        if clusters is None:
+            raise ValueError(f"errors={errors!r} needs clusters")
+        codes = cluster_codes(clusters, n)
+    m = None if mask is None else np.asarray(mask, dtype=bool)
+    if m is not None:
+        Y = np.where(m, Y, 0.0)
+    step = max(1, BLOCK_ELEMENTS // max(n * p, 1))
+    parts = [_fit(Y, X[r:r + step], term, errors, codes, m) for r in range(0, R, step)]
+    out = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    out["effect"] = out["effect"] / scale[:, term, None]
+    out["se"] = out["se"] / scale[:, term, None]
+    out["pvalue"] = two_sided_p_exact(out["stat"], out["df"])
+    if codes is None:
+        out.pop("n_clusters")
+    return {key: value[0] for key, value in out.items()} if single else out
 
 
-def _block(X, Y, M, coef):
-    """:func:`ols_hc3` for a block of replicates (X: (r, N, k))."""
-    r, N, k = X.shape
+def _fit(Y, X, term, errors, codes, m) -> dict[str, np.ndarray]:
+    """:func:`ols_term` on unit-scaled designs ``X`` (r, n, k) and masked (zeroed) ``Y`` (n, p)."""
+    r, n, k = X.shape
     p = Y.shape[1]
-    if M is None:
-        inverse = np.linalg.pinv(np.einsum("rnk,rnl->rkl", X, X))  # (r, k, k), shared by the columns
-        beta = np.einsum("rkl,rnl,np->rkp", inverse, X, Y, optimize=True)
-        resid = Y[None] - np.einsum("rnk,rkp->rnp", X, beta, optimize=True)
-        h = np.einsum("rnk,rkl,rnl->rn", X, inverse, X, optimize=True)
-        a = np.einsum("rl,rnl->rn", inverse[:, coef, :], X)  # row coef of (X'X)^-1 X'
-        weight = np.where(h < 1 - 1e-12, a / np.where(h < 1 - 1e-12, 1 - h, 1.0), 0.0)
-        var = np.einsum("rn,rnp->rp", weight**2, resid**2, optimize=True)
-        n = np.full((r, p), float(N))
-        return beta[:, coef, :], np.sqrt(np.maximum(var, 0.0)), n
-    Mf = M.astype(float)
-    outer = np.einsum("rnk,rnl->rnkl", X, X).reshape(r, N, k * k)  # x x' per row, flattened
-    gram = np.einsum("rnq,np->rpq", outer, Mf, optimize=True).reshape(r, p, k, k)
-    inverse = np.linalg.pinv(gram)  # (r, p, k, k)
-    beta = np.einsum("rpkl,rpl->rpk", inverse, np.einsum("rnl,np->rpl", X, Y, optimize=True))
-    resid = (Y[None] - np.einsum("rnk,rpk->rnp", X, beta, optimize=True)) * Mf
-    a = np.einsum("rpl,rnl->rnp", inverse[:, :, coef, :], X, optimize=True) * Mf
-    h = np.einsum("rnq,rpq->rnp", outer, inverse.reshape(r, p, k * k), optimize=True) * Mf
-    free = h < 1 - 1e-12
-    weight = np.where(free, a / np.where(free, 1 - h, 1.0), 0.0)
-    var = np.einsum("rnp,rnp->rp", weight**2, resid**2, optimize=True)
-    n = np.broadcast_to(Mf.sum(axis=0), (r, p)).copy()
-    return beta[:, :, coef], np.sqrt(np.maximum(var, 0.0)), n
+    XtY = np.matmul(X.transpose(0, 2, 1), Y)                        # (r, k, p)
+    if m is None:
+        inv, rank = pinv_sym(np.matmul(X.transpose(0, 2, 1), X))    # (r, k, k), shared by the responses
+        beta = np.matmul(inv, XtY)                                  # (r, k, p)
+        a = np.matmul(X, inv[:, term, :, None])                     # (r, n, 1): row term of (X'X)^-1 X'
+        h = np.einsum("rnk,rkl,rnl->rn", X, inv, X)[..., None]      # (r, n, 1)
+        inv = inv[:, None]                                          # (r, 1, k, k)
+        n_used = np.full(p, n)
+    else:
+        w = m.astype(float)
+        outer = (X[..., :, None] * X[..., None, :]).reshape(r, n, k * k)
+        gram = np.matmul(outer.transpose(0, 2, 1), w)               # (r, k * k, p)
+        inv, rank = pinv_sym(gram.transpose(0, 2, 1).reshape(r, p, k, k))  # (r, p, k, k)
+        beta = np.einsum("rjkl,rlj->rkj", inv, XtY)                 # (r, k, p)
+        a = np.matmul(X, inv[:, :, term, :].transpose(0, 2, 1)) * w  # (r, n, p)
+        h = np.matmul(outer, inv.reshape(r, p, k * k).transpose(0, 2, 1)) * w
+        n_used = m.sum(axis=0)
+    resid = Y - np.matmul(X, beta)                                  # (r, n, p)
+    if m is not None:
+        resid = np.where(m, resid, 0.0)
+    n_used = np.broadcast_to(n_used, (r, p))
+    k_used = np.broadcast_to(rank.reshape(r, -1), (r, p)).astype(int)
+    inv_tt = inv[:, :, term, term]                                  # (r, 1) or (r, p)
+    df = (n_used - k_used).astype(float)
+    G = np.zeros((r, p))
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if errors == "classical":
+            var = inv_tt * np.einsum("rnp,rnp->rp", resid, resid) / df
+        elif errors in HC:
+            inside = h < 1 - 1e-10
+            power = {"hc0": 0, "hc1": 0, "hc2": 1, "hc3": 2}[errors]
+            omega = np.where(inside, 1 - h, 1.0) ** -power
+            if errors == "hc1":
+                omega = omega * (n_used / df)[:, None, :]
+            var = _column_sums(np.where(inside, a * a * omega, 0.0), resid * resid)
+        else:
+            if errors == "cr1":
+                adjusted = np.broadcast_to(a, resid.shape)
+            else:
+                adjusted = _cluster_adjusted(a, X, inv, m, codes, -0.5 if errors == "cr2" else -1.0)
+            G_all = codes.max() + 1
+            sums = np.zeros((r, G_all, p))
+            np.add.at(sums, (slice(None), codes), adjusted * resid)
+            var = np.einsum("rgj,rgj->rj", sums, sums)
+            used = np.zeros((G_all, p), dtype=bool)
+            np.logical_or.at(used, codes, np.ones((n, p), dtype=bool) if m is None else m)
+            G = np.broadcast_to(used.sum(axis=0).astype(float), (r, p))
+            if errors == "cr1":
+                var = var * G / (G - 1) * (n_used - 1) / df
+            df = np.where(G >= 2, G - 1, np.nan)
+        se = np.sqrt(var)
+        stat = beta[:, term, :] / se
+    return {"effect": beta[:, term, :], "se": se, "stat": stat, "n": n_used, "df": df, "k": k_used,
+            "n_clusters": G.astype(int)}
