@@ -1,6 +1,8 @@
 """Every stool sample counts: the all-sample nested model against the first-sample model, on generated cohorts.
 
     python benchmarks/calibrate_repeated.py [--seeds 20] [--out benchmarks/results/repeated.json]
+    python benchmarks/calibrate_repeated.py --primary [--seeds 20] [--effect-size 0.6] \
+        [--out benchmarks/results/repeated_primary.json]
 
 For each scenario (a data-generating process: samples per participant K, within-person
 noise, its autocorrelation over visits, presence turnover, paired or unpaired) and each
@@ -26,6 +28,26 @@ Reported per scenario, as the median and the 10th-90th percentiles over seeds:
 (q < 0.05 calls on the null twin). Species are those present in at least 10% of the
 participants' first samples, the same set for the three models.
 
+``--primary``: the differential stage's primary test (issue 16's differential part) on the
+same scenarios, the cohorts ingested as a run would (species rank), with smaller planted
+effects (``--effect-size``, default 0.6), under ``differential.repeated_samples``:
+
+- ``first``: the first sample of every participant;
+- ``all``: every sample (per-participant mean CLR, presence in any sample, households
+  weighted by their number of samples);
+- ``all_unweighted``: the same summaries, every household weighing 1.
+
+Calls are the stage's rule (:func:`workflow_scripts.differential.calls.decide`) at the level
+in force without the self-calibration's tightening (q < 0.025), with the therapy check;
+``--calibrated`` runs the self-calibration of every cohort and calls at the level it chooses
+(``first`` and ``all`` only).
+Reported per scenario and policy: ``recall`` (planted high-risk and protective species
+called in their direction, per seed: mean, 10th-90th percentiles), ``precision`` pooled over
+seeds (right calls / calls; treatment-only species count as wrong), ``type1`` (fraction of
+combined p < 0.05 over the taxa of 20 label swaps per seed, the swaps of the stage's
+self-calibration: mean and 10th-90th percentiles over seeds), and ``gain``: the seeds where
+``all`` found more / fewer planted species than ``first``.
+
 Nothing here is tuned: the scenarios are fixed before looking at the results.
 """
 
@@ -34,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +67,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow_scripts import synthetic  # noqa: E402
 from workflow_scripts.design import build_design, first_samples  # noqa: E402
+from workflow_scripts.differential import calibration, primary  # noqa: E402
+from workflow_scripts.differential.calls import decide  # noqa: E402
+from workflow_scripts.differential.prepare import DifferentialSettings, prepare  # noqa: E402
+from workflow_scripts.ingest.harmonise import Settings, ingest  # noqa: E402
 from workflow_scripts.models.mixed_model import test_term  # noqa: E402
 from workflow_scripts.models.multiple_testing import bh  # noqa: E402
 from workflow_scripts.models.repeated_model import fit_repeated  # noqa: E402
@@ -132,12 +159,121 @@ def run_scenario(name: str, seeds) -> dict:
     return {"arguments": args, "seeds": [min(seeds), max(seeds)], "summary": summary}
 
 
+# ---------------------------------------------------------------------------
+# The differential stage's primary test
+
+POLICIES = {"first": ("first", True), "all": ("all", True), "all_unweighted": ("all", False)}
+SWAPS = 20
+LEVEL = 0.025
+
+
+def workflow_cohort(cohort):
+    """The generated cohort ingested as a run would (species rank, every sample kept)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = synthetic.write(cohort, tmp, abundance_format="tsv", genotype_format="dosage")
+        ingested, _ = ingest(Settings(participants=str(paths["participants"]),
+                                      stool_manifest=str(paths["stool_manifest"]), abundance=str(paths["abundance"]),
+                                      taxonomy=str(paths["taxonomy"]), rank="species",
+                                      covariates=("sex", "age", "bmi"), min_depth=0))
+    return ingested
+
+
+def primary_result(cohort, truth: pd.DataFrame, policy: str, weighted: bool = True,
+                   calibrated: bool = False) -> dict:
+    """Calls of the primary test against the planted truth, and its type-I error on the label swaps.
+
+    ``calibrated``: at the level the run's self-calibration chooses (else q < 0.025).
+    """
+    settings = DifferentialSettings.from_config(repeated_samples=policy, primary={"weight_by_samples": weighted},
+                                                calibration={"null_replicates": SWAPS})
+    data = prepare(cohort, settings)
+    prep = primary.prepare_primary(data)
+    level = calibration.level_in_force(calibration.calibrate(data, prep=prep), settings.fdr_level) \
+        if calibrated else LEVEL
+    result = primary.test_taxa(prep.units, prep.resp, prep.options, prep.bias_var)
+    candidates = np.nan_to_num(result["qvalue"], nan=1.0) < level
+    result["carried_by"] = primary.therapy_check(prep.units, prep.resp, result, candidates, prep.options)
+    table = primary.primary_table(data, prep.units, result).set_index("feature")
+    calls = decide(table, level)["call"]
+    classes = truth.set_index("feature")["class"].reindex(calls.index)
+    expected = classes.map({"high-risk": 1, "protective": -1}).fillna(0)
+    null = []
+    for r in range(SWAPS):
+        raw = {k: v[r] for k, v in prep.raw_null.items()}
+        null.append(primary.combine(raw, (prep.bias_null[0][r], prep.bias_null[1][r]), prep.bias_var,
+                                    prep.options)["pvalue"])
+    P = np.array(null, dtype=float)
+    ok = np.isfinite(P)
+    return {"right": int(((calls != 0) & (calls == expected)).sum()), "calls": int((calls != 0).sum()),
+            "planted": int(truth["class"].isin(["high-risk", "protective"]).sum()),
+            "type1": float((P[ok] < 0.05).mean()), "n_tests": int(ok.sum()), "level": level,
+            "n_samples": int(table["n_samples"].iloc[0])}
+
+
+def spread(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "p10": float(np.percentile(v, 10)), "p90": float(np.percentile(v, 90)),
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def run_primary(name: str, seeds, effect_size: float, calibrated: bool = False) -> dict:
+    args = BASE | SCENARIOS[name] | {"effect_size": effect_size}
+    policies = {p: POLICIES[p] for p in (("first", "all") if calibrated else POLICIES)}
+    per_seed = []
+    for seed in seeds:
+        generated = synthetic.generate(seed=seed, **args)
+        cohort = workflow_cohort(generated)
+        per_seed.append({p: primary_result(cohort, generated.truth_species, policy, weighted, calibrated)
+                         for p, (policy, weighted) in policies.items()})
+    summary = {}
+    for p in policies:
+        rows = [s[p] for s in per_seed]
+        right, calls = sum(r["right"] for r in rows), sum(r["calls"] for r in rows)
+        summary[p] = {"recall": spread([r["right"] / r["planted"] for r in rows]),
+                      "precision_pooled": right / calls if calls else None, "calls": calls, "right": right,
+                      "type1": spread([r["type1"] for r in rows]),
+                      "type1_pooled": float(np.average([r["type1"] for r in rows],
+                                                       weights=[r["n_tests"] for r in rows]))}
+    found = np.array([s["all"]["right"] - s["first"]["right"] for s in per_seed])
+    summary["gain"] = {"all_more": int((found > 0).sum()), "all_fewer": int((found < 0).sum()),
+                       "same": int((found == 0).sum()), "extra_species_per_seed": float(found.mean())}
+    return {"arguments": args, "seeds": [min(seeds), max(seeds)], "summary": summary, "per_seed": per_seed}
+
+
+def main_primary(args) -> int:
+    results = {}
+    for name in args.scenario or SCENARIOS:
+        start = time.perf_counter()
+        results[name] = run_primary(name, range(1, args.seeds + 1), args.effect_size, args.calibrated)
+        s = results[name]["summary"]
+        print(f"{name} ({time.perf_counter() - start:.0f} s); all vs first: more in {s['gain']['all_more']}, "
+              f"fewer in {s['gain']['all_fewer']} seeds")
+        for p in (p for p in POLICIES if p in s):
+            m = s[p]
+            precision = "NA" if m["precision_pooled"] is None else f"{m['precision_pooled']:.3f}"
+            print(f"  {p:15s} recall {m['recall']['mean']:.3f} [{m['recall']['p10']:.2f}, {m['recall']['p90']:.2f}]  "
+                  f"precision {precision} ({m['right']}/{m['calls']})  type-I {m['type1_pooled']:.4f} "
+                  f"[{m['type1']['p10']:.3f}, {m['type1']['p90']:.3f}]")
+    out = args.out or str(Path(__file__).resolve().parent / "results" / "repeated_primary.json")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "repeated.json"))
+    parser.add_argument("--out", default=None, help="default: results/repeated.json (--primary: "
+                        "results/repeated_primary.json) next to this script")
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="default: all of them")
+    parser.add_argument("--primary", action="store_true", help="the differential stage's primary test instead")
+    parser.add_argument("--effect-size", type=float, default=0.6, help="planted effect of --primary")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="--primary at the level the self-calibration chooses (first and all only; slower)")
     args = parser.parse_args(argv)
+    if args.primary:
+        return main_primary(args)
+    args.out = args.out or str(Path(__file__).resolve().parent / "results" / "repeated.json")
     results = {}
     for name in args.scenario or SCENARIOS:
         start = time.perf_counter()

@@ -170,20 +170,35 @@ def test_describe_by_group():
     assert stats.loc["g__T2", "mean_abundance_control"] == pytest.approx(rel.loc[~case, "g__T2"].mean())
 
 
-def test_repeated_samples_first_or_pooled():
+def test_repeated_samples_first_pooled_mean_or_all():
     part, counts = small_frames()
     # P00M has a second, later stool sample with other counts
     samples = pd.DataFrame({"participant_id": list(part.index) + ["P00M"],
                             "collection_date": ["2020-01-01"] * len(part) + ["2020-06-01"]},
                            index=pd.Index(list(part.index) + ["P00M_2"], name="sample_id"))
-    table = pd.concat([counts, pd.DataFrame([np.arange(counts.shape[1]) + 1.0], index=["P00M_2"],
-                                            columns=counts.columns)])
+    second = pd.DataFrame([np.arange(counts.shape[1]) + 1.0], index=["P00M_2"], columns=counts.columns)
+    table = pd.concat([counts, second])
     cohort = cohort_from_frames(part, table, samples)
-    first = prepare(cohort, DifferentialSettings.from_config())
-    pooled = prepare(cohort, DifferentialSettings.from_config(repeated_samples="sum"))
-    assert len(first.profiles) == len(pooled.profiles) == len(part)  # one profile per participant
-    np.testing.assert_array_equal(first.profiles.loc["P00M"], counts.loc["P00M"])
-    np.testing.assert_array_equal(pooled.profiles.loc["P00M"], counts.loc["P00M"] + np.arange(8) + 1.0)
+    data = {policy: prepare(cohort, DifferentialSettings.from_config(repeated_samples=policy))
+            for policy in ("first", "sum", "mean", "all")}
+    assert DifferentialSettings.from_config().repeated_samples == "all"
+    for d in data.values():
+        assert len(d.profiles) == len(part)  # one profile per participant
+    np.testing.assert_array_equal(data["first"].profiles.loc["P00M"], counts.loc["P00M"])
+    np.testing.assert_array_equal(data["sum"].profiles.loc["P00M"], counts.loc["P00M"] + np.arange(8) + 1.0)
+    closed = pd.concat([counts.loc[["P00M"]], second]).pipe(lambda t: t.div(t.sum(axis=1), axis=0))
+    assert data["mean"].kind == "relative"
+    np.testing.assert_allclose(data["mean"].profiles.loc["P00M"], closed.mean())
+    # all: pooled profile, every sample kept, the log-ratio summary is the mean of the samples' CLRs
+    every = data["all"]
+    np.testing.assert_array_equal(every.profiles.loc["P00M"], data["sum"].profiles.loc["P00M"])
+    assert every.samples.shape == (len(part) + 1, counts.shape[1])
+    assert every.n_samples()["P00M"] == 2 and every.n_samples().drop("P00M").eq(1).all()
+    logs = np.log2(pd.concat([counts.loc[["P00M"]], second]) + 0.5)
+    clr_mean = logs.sub(logs.mean(axis=1), axis=0).mean()
+    np.testing.assert_allclose(clr_features(every, 0.5).loc["P00M"], clr_mean[every.features])
+    np.testing.assert_allclose(clr_features(every, 0.5).drop("P00M"),
+                               clr_features(data["first"], 0.5).drop("P00M"))
 
 
 # ---------------------------------------------------------------------------

@@ -19,7 +19,9 @@ from test_differential_prepare import synthetic_cohort
 
 
 def stage(cohort, **settings):
-    return prepare(cohort, DifferentialSettings.from_config(settings))
+    """Stage data; one stool sample per participant unless asked (the references here are per
+    participant; ``repeated_samples: all`` is tested in test_differential_repeated.py)."""
+    return prepare(cohort, DifferentialSettings.from_config({"repeated_samples": "first", **settings}))
 
 
 @pytest.fixture(scope="module")

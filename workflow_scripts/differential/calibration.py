@@ -70,8 +70,7 @@ import pandas as pd
 from ..models.multiple_testing import bh
 from .calls import decide
 from .prepare import StageData, make_pairs
-from .primary import (IMPLANT_STREAM, Prepared, combine, make_units, prepare_primary, responses,
-                      swap_labels, test_taxa, therapy_check)
+from .primary import IMPLANT_STREAM, Prepared, combine, prepare_primary, swap_labels, test_taxa, therapy_check
 
 log = logging.getLogger("differential")
 
@@ -365,9 +364,8 @@ def null_rows(prep: Prepared, levels) -> list[dict]:
         for c in pvalues:
             pvalues[c].append(result[c])
         if (np.nan_to_num(result["qvalue"], nan=1.0) < max(levels)).any():
-            units = make_units(prep.data.design, int(prep.options["min_pairs"]), prep.swaps.status[r],
-                               prep.swaps.therapy[r])
-            resp = responses(prep.values, prep.data.kind, prep.feature_columns, units)
+            units = prep.units_for(prep.swaps.status[r], prep.swaps.therapy[r])
+            resp = prep.responses(units)
             swapped = test_taxa(units, resp, prep.options, prep.bias_var)
             calls = calls_by_level(prep, units, resp, swapped, levels)
         else:
@@ -410,9 +408,11 @@ def implant_rows_and_level(prep: Prepared, levels, fdr_level: float) -> tuple[li
     hits = []  # (band, effect, level, hit)
     component_calls = {c: [] for c in ("p_A", "p_B", "p_C", "pvalue")}
     for r in range(n):
-        units = make_units(data.design, int(prep.options["min_pairs"]), swaps.status[r], swaps.therapy[r])
-        values, truth = implant(prep.values, swaps.status[r], data.kind, prep.feature_columns, rng)
-        resp = responses(values, data.kind, prep.feature_columns, units)
+        units = prep.units_for(swaps.status[r], swaps.therapy[r])
+        # with repeated samples every sample of a labelled case gets the implant
+        values, truth = implant(prep.values, prep.sample_status(swaps.status[r]), data.kind, prep.feature_columns,
+                                rng)
+        resp = prep.responses(units, values)
         result = test_taxa(units, resp, prep.options, prep.bias_var)
         calls = calls_by_level(prep, units, resp, result, levels)
         effect = np.where(truth["kind"] == "prevalence", "prevalence",

@@ -4,15 +4,24 @@ The stage compares MS patients (``status`` 1) with household healthy controls
 (``status`` 0) feature by feature. Every method gets the same
 :class:`StageData`:
 
-Participants and repeated stool samples
-    One abundance profile per participant, never one per stool sample: with
-    ``repeated_samples: first`` (default) the participant's first stool sample
-    (earliest ``collection_date``, then sample id; the shared policy of
-    :func:`workflow_scripts.transforms.participant_profiles`), with ``sum`` the
-    counts of all the participant's samples pooled (relative abundances:
-    their mean profile). Participants are therefore never counted as
-    independent samples more than once, and the household is modelled by
-    every method (random intercept, paired contrast or strata).
+Participants and repeated stool samples (``repeated_samples``)
+    Every method compares participants, never stool samples: a participant
+    with four samples is one participant measured four times. With ``all``
+    (default) every kept sample of a participant enters their summary:
+    ``profiles`` are their pooled counts (relative abundances: their mean
+    profile), so a taxon is present when any sample has it; the log-ratio
+    summary (:func:`clr_features`, the primary test's components) is the mean
+    over their samples of each sample's CLR; ``samples`` keeps the per-sample
+    rows, and the primary test weights each household by the inverse
+    variance of its summaries, which falls with its number of samples
+    (:mod:`.primary`). The model-based methods (linda, ancombc, imsms_lmm,
+    maaslin, aldex) fit these per-participant summaries, not every sample.
+    ``first`` is the participant's first stool sample (earliest
+    ``collection_date``, then sample id), ``sum`` their pooled counts and
+    ``mean`` their mean relative profile
+    (:func:`workflow_scripts.transforms.repeated_sample_profiles`), each as
+    one sample. The household is modelled by every method (random
+    intercept, paired contrast or strata).
 
 Design
     :func:`workflow_scripts.design.build_design`: status, the configured
@@ -53,7 +62,7 @@ from ..ledger import Ledger
 from ..models.mixed_model import fit_ols, fit_random_intercept
 from ..models.nested_model import fit_nested_random_intercepts
 from ..settings import StageSettings
-from ..transforms import clr, repeated_sample_profiles, replace_zeros, select_features
+from ..transforms import clr, repeated_sample_profiles, replace_zeros, sample_participants, select_features
 
 #: Every method the stage knows, in the order of the output columns.
 ALL_METHODS = ("linda", "ancombc", "imsms_lmm", "paired_wilcoxon", "maaslin", "aldex")
@@ -156,6 +165,10 @@ class StageData:
     ledger : DataFrame
         Stage ledger rows (:mod:`workflow_scripts.ledger`).
     settings : DifferentialSettings
+    samples : DataFrame or None
+        ``repeated_samples: all``: every kept stool sample of the design's
+        participants x all taxa, indexed by participant id (repeated, one row
+        per sample, in the cohort's sample order); otherwise None.
     """
 
     design: Design
@@ -165,10 +178,18 @@ class StageData:
     pairs: Pairs
     ledger: pd.DataFrame
     settings: DifferentialSettings
+    samples: pd.DataFrame | None = None
 
     @property
     def status(self) -> np.ndarray:
         return self.design.status
+
+    def n_samples(self) -> pd.Series:
+        """Stool samples behind each participant's profile (all 1 unless ``repeated_samples: all``)."""
+        index = self.profiles.index
+        if self.samples is None:
+            return pd.Series(1, index=index)
+        return self.samples.index.value_counts().reindex(index).fillna(0).astype(int)
 
     def relative(self) -> pd.DataFrame:
         """Relative abundances (each participant's profile closed to 1 over all taxa)."""
@@ -187,7 +208,16 @@ def prepare(cohort, settings: DifferentialSettings) -> StageData:
                           stage=STAGE, samples=cohort.samples)
     kind = cohort.info["abundance_kind"]
     table = cohort.table("taxa")
-    profiles = repeated_sample_profiles(table, cohort.samples, settings.repeated_samples, kind)
+    policy = settings.repeated_samples
+    samples = None
+    if policy == "all":
+        owner = sample_participants(table.index, cohort.samples)
+        keep = pd.Index(owner).isin(design.frame.index)
+        samples = table[keep].copy()
+        samples.index = pd.Index(owner[keep], name="participant_id")
+    profiles = repeated_sample_profiles(table, cohort.samples, "sum" if policy == "all" else policy, kind)
+    if policy == "mean":
+        kind = "relative"  # mean of closed profiles, whatever the input was
     profiles = profiles.loc[design.frame.index]
     if design.frame["status"].nunique() < 2:
         raise InputError([Problem("participants (harmonised cohort)", "differential abundance needs cases "
@@ -200,7 +230,7 @@ def prepare(cohort, settings: DifferentialSettings) -> StageData:
     notes = _participant_notes(design, pairs, int(settings.primary["min_pairs"]))
     for rows in (design.excluded, notes, feature_rows):
         ledger.extend(rows)
-    return StageData(design, profiles, kind, features, pairs, ledger.frame(), settings)
+    return StageData(design, profiles, kind, features, pairs, ledger.frame(), settings, samples)
 
 
 def make_pairs(design: Design) -> Pairs:
@@ -257,9 +287,14 @@ def clr_features(data: StageData, pseudo_count: float) -> pd.DataFrame:
 
     :func:`workflow_scripts.transforms.replace_zeros`: counts get
     ``pseudo_count`` added; zeros of relative abundances become
-    ``pseudo_count`` times the participant's smallest non-zero value.
+    ``pseudo_count`` times the participant's smallest non-zero value. With
+    ``repeated_samples: all`` each sample's CLR, averaged over the
+    participant's samples.
     """
-    return clr(replace_zeros(data.profiles, data.kind, pseudo_count))[data.features]
+    if data.samples is None:
+        return clr(replace_zeros(data.profiles, data.kind, pseudo_count))[data.features]
+    per_sample = clr(replace_zeros(data.samples, data.kind, pseudo_count))[data.features]
+    return per_sample.groupby(level=0, sort=False).mean().loc[data.profiles.index]
 
 
 def status_design(design: Design, site_effect: str) -> pd.DataFrame:

@@ -58,6 +58,20 @@ Combination and direction
     ``primary.min_effect_log2`` for abundance, ``primary.min_effect_presence_lnor``
     for presence (``below_min_effect``).
 
+Repeated stool samples (``repeated_samples: all``, the default)
+    A participant with several samples is still one participant: the
+    components use per-participant summaries of every kept sample (A: the
+    mean over the samples of each sample's CLR; B: the mean over the samples
+    that have the taxon of its log2 abundance minus the sample's reference;
+    C: present when any sample has it, because the conditional logistic and
+    McNemar tests need a binary response) and A and B are weighted least
+    squares, each household weighted by the inverse variance of its
+    difference (:func:`summary_variance`; ``primary.weight_by_samples``),
+    so a household whose members gave more samples counts more when
+    within-person variation is large. The weights do not depend on the
+    labels, so the label swaps keep them. ``first``, ``sum`` and ``mean``
+    give one profile per participant and every weight 1.
+
 Unpaired designs
     With fewer than ``primary.min_pairs`` households holding a case and a
     control (e.g. a cohort without households), the same three components
@@ -135,6 +149,9 @@ class Units:
     therapy : ndarray of str (N,)
         The therapy of the unit's case(s) ("untreated"), "" for a unit
         without a case (an unpaired control).
+    weight : ndarray (N,)
+        Weights of components A and B (all 1 unless weighted by the number of
+        samples, :func:`sample_weights`).
     """
 
     paired: bool
@@ -146,6 +163,7 @@ class Units:
     W: np.ndarray
     W_names: list
     therapy: np.ndarray
+    weight: np.ndarray
 
     def __len__(self) -> int:
         return len(self.names)
@@ -160,6 +178,7 @@ class Units:
         """The units selected by the boolean ``keep``."""
         keep = np.asarray(keep, bool)
         return replace(self, names=self.names[keep], W=self.W[keep], therapy=self.therapy[keep],
+                       weight=self.weight[keep],
                        status=self.status[keep], rows=self.rows[keep] if len(self.rows) else self.rows,
                        case=self.case[keep] if self.case is not None else None,
                        control=self.control[keep] if self.control is not None else None)
@@ -183,7 +202,7 @@ def is_paired_form(design: Design, min_pairs: int) -> bool:
     return frame.loc[frame["paired"], "household"].nunique() >= min_pairs
 
 
-def make_units(design: Design, min_pairs: int, status=None, therapy=None) -> Units:
+def make_units(design: Design, min_pairs: int, status=None, therapy=None, variance=None) -> Units:
     """The units of the test for the design's (or the given, e.g. swapped) labels.
 
     Parameters
@@ -195,6 +214,10 @@ def make_units(design: Design, min_pairs: int, status=None, therapy=None) -> Uni
     status, therapy : ndarray, optional
         Per design row: labels and therapies other than the design's (a
         label swap; the therapy travels with the label).
+    variance : ndarray, optional
+        Per design row: the relative variance of the participant's summary
+        (:func:`summary_variance`); given, the units are weighted by its
+        inverse (:func:`sample_weights`), otherwise all weigh 1.
     """
     frame = design.frame
     status = frame["status"].to_numpy() if status is None else np.asarray(status)
@@ -217,14 +240,83 @@ def make_units(design: Design, min_pairs: int, status=None, therapy=None) -> Uni
         columns = pd.DataFrame(dz, columns=list(design.covariates.columns))
         kept = drop_aliased(pd.concat([pd.DataFrame({"_tested": np.ones(G)}), columns], axis=1))[0]
         W = kept.drop(columns="_tested")
-        return Units(True, names.astype(object), case, control, np.array([], int), np.ones(G), W.to_numpy(),
-                     list(W.columns), unit_therapy)
+        units = Units(True, names.astype(object), case, control, np.array([], int), np.ones(G), W.to_numpy(),
+                      list(W.columns), unit_therapy, np.ones(G))
+        return units if variance is None else replace(units, weight=sample_weights(units, variance))
     parts = [pd.DataFrame({"_tested": status.astype(float), "intercept": 1.0}, index=frame.index),
              design.covariates, design.site]
     kept = drop_aliased(pd.concat(parts, axis=1))[0]
     W = kept.drop(columns="_tested")
-    return Units(False, frame.index.to_numpy(dtype=object), None, None, np.arange(n), status.astype(float),
-                 W.to_numpy(dtype=float), list(W.columns), np.asarray(therapy, dtype=object))
+    units = Units(False, frame.index.to_numpy(dtype=object), None, None, np.arange(n), status.astype(float),
+                  W.to_numpy(dtype=float), list(W.columns), np.asarray(therapy, dtype=object), np.ones(n))
+    return units if variance is None else replace(units, weight=sample_weights(units, variance))
+
+
+def sample_weights(units: Units, variance) -> np.ndarray:
+    """Inverse-variance weights of the units from their participants' summary variances (per design row).
+
+    A participant weighs ``1 / variance``; a household ``1 / (mean variance
+    of its cases + mean variance of its controls)``, the variance of its
+    case-minus-control difference (up to a constant) for one case and one
+    control.
+    """
+    v = np.asarray(variance, dtype=float)
+    if not units.paired:
+        return 1.0 / v[units.rows]
+    return 1.0 / np.asarray(units.case @ v + units.control @ v).ravel()
+
+
+def summary_variance(values: np.ndarray, kind: str, feature_columns: np.ndarray, owner: np.ndarray,
+                     n: int) -> np.ndarray:
+    """Relative variance ``1 + lambda / k`` of each participant's mean CLR over their ``k`` samples.
+
+    Parameters
+    ----------
+    values : ndarray (S, T)
+        Every sample's abundances of every taxon.
+    kind : {"counts", "relative"}
+    feature_columns : ndarray of int
+        The tested taxa.
+    owner : ndarray of int (S,)
+        Each sample's design row.
+    n : int
+        Design rows.
+
+    Notes
+    -----
+    The mean over :math:`k` samples of a participant's CLR has variance
+    :math:`\\sigma_b^2 + \\sigma_w^2 / k` (between- and within-person
+    variance), proportional to :math:`1 + \\lambda / k` with
+    :math:`\\lambda = \\sigma_w^2 / \\sigma_b^2`. Per tested taxon,
+    :math:`\\sigma_w^2` is the pooled within-participant variance of the
+    samples' CLR and :math:`\\sigma_b^2` the variance of the participant
+    means minus the mean of :math:`\\sigma_w^2 / k` (method of moments,
+    floored at 1% of :math:`\\sigma_w^2`); :math:`\\lambda` is the median
+    ratio over the taxa. The participant means include the MS and household
+    effects, so :math:`\\sigma_b^2` errs high and the weights err towards
+    equal. The weights depend on the samples only, not on the labels, so
+    every label swap keeps them, and the HC3 errors are valid whatever the
+    weights (wrong weights cost efficiency, not the level). Weighting by
+    :math:`k` alone (:math:`\\lambda \\to \\infty`) lost recall on
+    generated cohorts with 1-3 samples per participant
+    (``benchmarks/calibrate_repeated.py --primary``).
+    """
+    owner = np.asarray(owner, dtype=int)
+    k = np.bincount(owner, minlength=n).astype(float)
+    logs = np.log2(replace_zeros(values, kind, PSEUDO_COUNT))
+    clr = logs[:, feature_columns] - logs.mean(axis=1, keepdims=True)
+    S = sparse.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))), shape=(n, len(owner)))
+    has = k > 0
+    means = np.asarray(S @ clr) / np.maximum(k, 1.0)[:, None]
+    within_df = (k[has] - 1).sum()
+    if within_df == 0 or has.sum() < 3 or clr.shape[1] == 0:
+        return np.ones(n)
+    within = ((clr - means[owner]) ** 2).sum(axis=0) / within_df
+    between = means[has].var(axis=0, ddof=1) - within * np.mean(1.0 / k[has])
+    between = np.maximum(between, 0.01 * within)
+    ok = within > 0
+    ratio = float(np.median(within[ok] / between[ok])) if ok.any() else 0.0
+    return 1.0 + ratio / np.maximum(k, 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -262,18 +354,26 @@ class Responses:
                        C_mask=self.C_mask[keep], scale=self.scale[keep])
 
 
-def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units: Units) -> Responses:
-    """The components' responses from participants x all taxa abundances (the design's rows).
+def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units: Units,
+              owner: np.ndarray | None = None) -> Responses:
+    """The components' responses from participants (or samples) x all taxa abundances.
 
     Parameters
     ----------
-    values : ndarray (n, T)
+    values : ndarray (n, T) or (S, T)
         Counts or relative abundances of every taxon (the reference is the
-        whole composition).
+        whole composition), one row per design row, or one per stool sample
+        with ``owner``.
     kind : {"counts", "relative"}
     feature_columns : ndarray of int (p,)
         The columns of the tested taxa.
     units : Units
+    owner : ndarray of int (S,), optional
+        The design row of every sample (``repeated_samples: all``). Each
+        participant's values are then the means over their samples of the
+        samples' CLR, reference and log abundance where present (over the
+        samples that have the taxon), and the taxon is present when any
+        sample has it.
     """
     logs = np.log2(replace_zeros(values, kind, PSEUDO_COUNT))
     ref = logs.mean(axis=1)
@@ -284,6 +384,9 @@ def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units:
         where_present = np.where(present, np.log2(np.where(present, tested, 1.0)) - ref[:, None], 0.0)
     total = values.sum()
     abundance = np.log(tested.sum(axis=0) / total + 1e-12)
+    if owner is not None:
+        n = units.case.shape[1] if units.paired else int(units.rows.max(initial=-1)) + 1
+        clr, ref, where_present, present = participant_means(owner, n, clr, ref, where_present, present)
     if not units.paired:
         r = units.rows
         return Responses(clr[r], where_present[r], present[r], present[r].astype(float),
@@ -300,6 +403,24 @@ def responses(values: np.ndarray, kind: str, feature_columns: np.ndarray, units:
     C_mask = (fc > 0) ^ (fk > 0)
     scale = np.asarray(case @ ref - control @ ref) * np.log(2)
     return Responses(A, B, both, U, C_mask, scale, abundance)
+
+
+def participant_means(owner: np.ndarray, n: int, clr, ref, where_present, present):
+    """Per design row (participant), the sample-level arrays averaged over their samples.
+
+    ``clr`` and ``ref``: plain means; ``where_present``: the mean over the
+    samples with the taxon (0 where none has it); ``present``: any sample.
+    Rows without samples (not expected) get zeros and absence.
+    """
+    owner = np.asarray(owner, dtype=int)
+    n = max(n, int(owner.max(initial=-1)) + 1)
+    k = np.bincount(owner, minlength=n).astype(float)
+    S = sparse.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))), shape=(n, len(owner)))
+    inv = 1.0 / np.maximum(k, 1.0)
+    count_present = np.asarray(S @ present.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_present = np.where(count_present > 0, np.asarray(S @ where_present) / count_present, 0.0)
+    return (np.asarray(S @ clr) * inv[:, None], (S @ ref) * inv, mean_present, count_present > 0)
 
 
 # ---------------------------------------------------------------------------
@@ -332,8 +453,11 @@ def components(units: Units, resp: Responses, tested, options: dict) -> dict:
     T = t[None] if single else t
     R, N = T.shape
     X = np.concatenate([T[..., None], np.broadcast_to(units.W, (R,) + units.W.shape)], axis=2)
-    fit_A = ols_fit(resp.A, X)
-    fit_B = ols_fit(resp.B, X, resp.B_mask)
+    # weighted least squares as OLS on rows scaled by the root weights (HC3 of the scaled rows)
+    root = np.sqrt(units.weight)
+    X = X * root[None, :, None]
+    fit_A = ols_fit(resp.A * root[:, None], X)
+    fit_B = ols_fit(resp.B * root[:, None], X, resp.B_mask)
     minimum = int(options["min_both_present"])
     if units.paired:
         eligible_B = np.broadcast_to(resp.B_mask.sum(axis=0) >= minimum, fit_B["n"].shape)
@@ -521,12 +645,21 @@ def tested_column(units: Units, design: Design, status: np.ndarray) -> np.ndarra
 
 @dataclass
 class Prepared:
-    """Everything the primary test and its calibration reuse for one cohort."""
+    """Everything the primary test and its calibration reuse for one cohort.
+
+    ``values`` are the rows the responses start from: participants (the
+    design's rows), or with ``repeated_samples: all`` stool samples, ``owner``
+    then giving each sample's design row (else None) and ``variance`` the
+    participants' summary variances behind the weights
+    (:func:`summary_variance`; None: unweighted).
+    """
 
     data: StageData
     options: dict
     units: Units
     values: np.ndarray
+    owner: np.ndarray | None
+    variance: np.ndarray | None
     feature_columns: np.ndarray
     resp: Responses
     swaps: Swaps
@@ -534,20 +667,50 @@ class Prepared:
     bias_null: tuple
     bias_var: tuple
 
+    def units_for(self, status, therapy) -> Units:
+        """The units for other (swapped) labels, weighted as the observed ones."""
+        return make_units(self.data.design, int(self.options["min_pairs"]), status, therapy,
+                          variance=self.variance)
+
+    def sample_status(self, status) -> np.ndarray:
+        """Per row of ``values``, the participant's label in ``status`` (per design row)."""
+        status = np.asarray(status)
+        return status if self.owner is None else status[self.owner]
+
+    def responses(self, units: Units, values: np.ndarray | None = None) -> Responses:
+        """The responses of ``values`` (default the cohort's) for ``units``."""
+        values = self.values if values is None else values
+        return responses(values, self.data.kind, self.feature_columns, units, self.owner)
+
+
+def sample_rows(data: StageData) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows the responses start from and each row's design row (see :class:`Prepared`)."""
+    if data.samples is None:
+        return data.profiles.to_numpy(dtype=float), None
+    owner = data.design.frame.index.get_indexer(data.samples.index)
+    keep = owner >= 0
+    return data.samples.to_numpy(dtype=float)[keep], owner[keep]
+
 
 def prepare_primary(data: StageData) -> Prepared:
     """Units, responses, the null swaps' raw components and the bias variance of a cohort."""
     options = data.settings.primary
     n_swaps = int(data.settings.calibration["null_replicates"])
-    units = make_units(data.design, int(options["min_pairs"]))
-    values = data.profiles.to_numpy(dtype=float)
+    values, owner = sample_rows(data)
     feature_columns = np.array([data.profiles.columns.get_loc(f) for f in data.features], dtype=int)
-    resp = responses(values, data.kind, feature_columns, units)
-    swaps = swap_labels(data.design, n_swaps, data.settings.seed)
-    raw_null = components(units, resp, tested_column(units, data.design, swaps.status), options)
-    bias_null = bias_estimates(raw_null, resp, options)
-    bias_var = tuple(np.var(b, axis=0, ddof=1) if len(b) > 1 else np.zeros(b.shape[1]) for b in bias_null)
-    return Prepared(data, options, units, values, feature_columns, resp, swaps, raw_null, bias_null, bias_var)
+    variance = None
+    if owner is not None and options.get("weight_by_samples", True):
+        variance = summary_variance(values, data.kind, feature_columns, owner, len(data.design.frame))
+    prep = Prepared(data, options, None, values, owner, variance, feature_columns, None, None, None, None, None)
+    prep.units = make_units(data.design, int(options["min_pairs"]), variance=variance)
+    prep.resp = prep.responses(prep.units)
+    prep.swaps = swap_labels(data.design, n_swaps, data.settings.seed)
+    prep.raw_null = components(prep.units, prep.resp, tested_column(prep.units, data.design, prep.swaps.status),
+                               options)
+    prep.bias_null = bias_estimates(prep.raw_null, prep.resp, options)
+    prep.bias_var = tuple(np.var(b, axis=0, ddof=1) if len(b) > 1 else np.zeros(b.shape[1])
+                          for b in prep.bias_null)
+    return prep
 
 
 def observed_tested(units: Units) -> np.ndarray:
@@ -642,8 +805,9 @@ def run(data: StageData) -> pd.DataFrame:
         A's bias-corrected log2 effect, ``se`` with the bias variance,
         ``stat``, ``pvalue`` = the combination, ``qvalue``, ``n``,
         ``n_nonzero``, prevalence and mean abundance by group, ``scale``),
-        then ``design`` (``paired``/``unpaired``), ``n_units`` and
-        :data:`COLUMNS` (``n_B``: households with it on both sides, or
+        then ``design`` (``paired``/``unpaired``), ``n_units``,
+        ``repeated_samples`` (the policy), ``n_samples`` (stool samples behind
+        the compared participants' profiles) and :data:`COLUMNS` (``n_B``: households with it on both sides, or
         participants with it; ``n_C``: discordant households, or
         participants; ``carried_by``: only for taxa with q below half the
         FDR level, the largest level a call can use).
@@ -671,6 +835,8 @@ def primary_table(data: StageData, units: Units, result: dict) -> pd.DataFrame:
     table["scale"] = scale_text(units)
     table["design"] = "paired" if units.paired else "unpaired"
     table["n_units"] = len(units)
+    table["repeated_samples"] = data.settings.repeated_samples
+    table["n_samples"] = int(data.n_samples().loc[used].sum())
     for column in COLUMNS:
         table[column] = result[column]
     table["direction"] = table["direction"].astype(int)
@@ -678,6 +844,6 @@ def primary_table(data: StageData, units: Units, result: dict) -> pd.DataFrame:
     table["below_min_effect"] = table["below_min_effect"].astype(bool)
     front = ["feature", "method", "effect", "se", "stat", "pvalue", "qvalue", "n", "n_nonzero",
              "prevalence_case", "prevalence_control", "mean_abundance_case", "mean_abundance_control", "scale",
-             "design", "n_units"]
+             "design", "n_units", "repeated_samples", "n_samples"]
     table = table.reset_index()
     return table[front + COLUMNS].sort_values("feature", kind="stable", ignore_index=True)

@@ -50,6 +50,8 @@ DESCRIPTIONS = (
     ("diversity/parts/*", "a job-to-job hand-off (one metric's PERMANOVA or PERMDISP before they are gathered); "
                           "not meant for reading"),
     ("diversity/figures/*", "diversity figures (alpha by status with household pairs, ordinations)"),
+    ("differential/primary.tsv", "the primary test of every taxon (components A, B, C, their combination, q), "
+                                 "with the design, the repeated-samples policy and the samples it used"),
     ("differential/consensus.tsv", "one call per taxon across methods, with every method's effect and q, the site "
                                    "meta-analysis and the pseudo-count check"),
     ("differential/calibration.tsv", "the stage's error rates measured on this cohort: null type-I error, "
