@@ -58,6 +58,18 @@ def test_memory_is_bounded_by_the_budget_not_the_tests():
     np.testing.assert_array_equal(step(p), multipletests(p, method="fdr_bh")[1])
 
 
+def test_the_step_function_keeps_runs_not_tests_and_the_largest_passing_p():
+    """Neighbouring p-values with one q are one step: the function shrinks, its values and the BH threshold do not."""
+    rng = np.random.default_rng(3)
+    p = np.r_[rng.random(400_000), rng.random(400) * 1e-7]
+    step = bh_over_chunks(lambda: iter(np.array_split(p, 5)))
+    q = multipletests(p, method="fdr_bh")[1]
+    np.testing.assert_array_equal(step(p), q)
+    assert step.starts.size < p.size / 20
+    for level in (0.05, 0.2):
+        assert step.starts[step.q_at < level].max() == p[q < level].max()  # the largest p-value called
+
+
 def test_empty_and_negative():
     assert bh_over_chunks(lambda: iter([np.array([np.nan])])).n_tests == 0
     with pytest.raises(ValueError, match=">= 0"):

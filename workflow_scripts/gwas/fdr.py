@@ -217,4 +217,10 @@ def bh_over_chunks(chunks: Callable[[], Iterable], budget: int = 20_000_000, bit
             step_q.append(q[::-1])
     starts = np.concatenate(step_start)[::-1]
     q_at = np.concatenate(step_q)[::-1]
-    return BHStepFunction(starts, q_at, m, passes)
+    # Most neighbouring p-values share their q (the running minimum is flat over long stretches):
+    # keep each run's first and last p only. The function is the same, the largest p with q below a
+    # level is still a start, and the step function shrinks ~70-fold, so the jobs that apply it
+    # (one per chunk) need memory for the runs, not for every test.
+    change = q_at[1:] != q_at[:-1]
+    keep = np.r_[True, change] | np.r_[change, True]
+    return BHStepFunction(starts[keep], q_at[keep], m, passes)
