@@ -409,6 +409,38 @@ def with_variation(Y, resid):
     return np.einsum("ij,ij->j", resid, resid) > 1e-20 * scale
 
 
+def newton_update(theta, current, idx, step, log_likelihood, tol: float, max_halvings: int = 40) -> np.ndarray:
+    """One safeguarded Newton step of profiled (RE)ML for the features ``idx``; returns which are done.
+
+    Each feature's step is halved until its log-likelihood does not decrease
+    (up to rounding); ``theta`` and ``current`` (its log-likelihood) are updated
+    in place. A feature is done when no halving helped or it moved less than
+    ``tol`` relative to its size. ``log_likelihood(candidates, j)`` evaluates
+    the rows ``j`` of ``idx``. Shared by the nested and repeated-samples models.
+    """
+    th, now = theta[idx], current[idx]
+    accepted = np.zeros(idx.size, dtype=bool)
+    new_th, new_ll = th.copy(), now.copy()
+    alpha = np.ones(idx.size)
+    trying = np.ones(idx.size, dtype=bool)
+    for _ in range(max_halvings):
+        j = np.flatnonzero(trying)
+        if j.size == 0:
+            break
+        cand = th[j] + alpha[j, None] * step[j]
+        ll = log_likelihood(cand, j)
+        ok = ll >= now[j] - 1e-12 * np.abs(now[j])
+        good = j[ok]
+        new_th[good], new_ll[good] = cand[ok], ll[ok]
+        accepted[good] = True
+        trying[good] = False
+        alpha[j[~ok]] /= 2.0
+    moved = np.abs(new_th - th).max(axis=1)
+    theta[idx] = np.where(accepted[:, None], new_th, th)
+    current[idx] = np.where(accepted, new_ll, now)
+    return ~accepted | (moved <= tol * (1.0 + np.abs(th).max(axis=1)))
+
+
 def _empty_result(k, p):
     nan_kp = np.full((k, p), np.nan)
     return {

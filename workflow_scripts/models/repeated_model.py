@@ -48,7 +48,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from .group_rotation import group_structure, helmert_rotate
-from .mixed_model import MixedModelResult, check_inputs, fit_ols, ols_residuals, with_variation
+from .mixed_model import MixedModelResult, check_inputs, newton_update, fit_ols, ols_residuals, with_variation
 
 #: The random intercepts, innermost first.
 LEVELS = ("participant", "household", "site")
@@ -533,26 +533,8 @@ def _maximise(mom: _Moments, free, reml: bool):
         g, H = _derivatives(f, th, current[idx], axes)
         step = np.zeros_like(th)
         step[:, axes] = _newton_step(g, H, th[:, axes])
-        accepted = np.zeros(idx.size, dtype=bool)
-        new_th, new_ll = th.copy(), current[idx].copy()
-        alpha = np.ones(idx.size)
-        trying = np.ones(idx.size, dtype=bool)
-        for _ in range(40):
-            j = np.flatnonzero(trying)
-            if j.size == 0:
-                break
-            cand = th[j] + alpha[j, None] * step[j]
-            ll = _evaluate(cand**2, _restrict(sub, j), reml)
-            ok = ll >= current[idx][j] - 1e-12 * np.abs(current[idx][j])
-            good = j[ok]
-            new_th[good], new_ll[good] = cand[ok], ll[ok]
-            accepted[good] = True
-            trying[good] = False
-            alpha[j[~ok]] /= 2.0
-        moved = np.abs(new_th - th).max(axis=1)
-        theta[idx] = np.where(accepted[:, None], new_th, th)
-        current[idx] = np.where(accepted, new_ll, current[idx])
-        done = ~accepted | (moved <= THETA_TOL * (1.0 + np.abs(th).max(axis=1)))
+        done = newton_update(theta, current, idx, step,
+                             lambda cand, j, sub=sub: _evaluate(cand**2, _restrict(sub, j), reml), THETA_TOL)
         converged[idx[done]] = True
         active[idx[done]] = False
     theta = np.abs(theta)
