@@ -409,6 +409,26 @@ def with_variation(Y, resid):
     return np.einsum("ij,ij->j", resid, resid) > 1e-20 * scale
 
 
+def coordinate_grid_start(log_likelihood, p: int, width: int, order, grid) -> tuple[np.ndarray, np.ndarray]:
+    """Variance ratios (p, width) searched on ``grid`` one coordinate at a time, in ``order``.
+
+    ``log_likelihood(ratios)`` evaluates every feature at once. Returns the
+    square roots of the best ratios (the Newton steps' parameters) and their
+    log-likelihoods. Shared by the nested and repeated-samples models.
+    """
+    lam = np.zeros((p, width))
+    best = np.full(p, -np.inf)
+    for axis in order:
+        for value in grid:
+            trial = lam.copy()
+            trial[:, axis] = value
+            ll = log_likelihood(trial)
+            better = ll > best
+            best[better] = ll[better]
+            lam[better] = trial[better]
+    return np.sqrt(lam), best
+
+
 def newton_update(theta, current, idx, step, log_likelihood, tol: float, max_halvings: int = 40) -> np.ndarray:
     """One safeguarded Newton step of profiled (RE)ML for the features ``idx``; returns which are done.
 

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from .group_rotation import group_structure, helmert_rotate
-from .mixed_model import MixedModelResult, check_inputs, newton_update, ols_residuals, with_variation
+from .mixed_model import MixedModelResult, check_inputs, coordinate_grid_start, newton_update, ols_residuals, with_variation
 
 #: Variance-ratio grid (lambda) used to bracket the maximum in each coordinate.
 RATIO_GRID = np.concatenate([[0.0], 10.0 ** np.arange(-4.0, 3.0 + 1e-9, 0.5)])
@@ -313,18 +313,7 @@ def _grid_start(mom: _Moments, reml: bool):
     :data:`RATIO_GRID` instead of its square. The Newton steps that follow
     refine both ratios jointly.
     """
-    p = mom.q0.size
-    lam = np.zeros((p, 2))
-    best = np.full(p, -np.inf)
-    for axis in (0, 1, 0):
-        for value in RATIO_GRID:
-            trial = lam.copy()
-            trial[:, axis] = value
-            ll = _evaluate(trial, mom, reml)
-            better = ll > best
-            best[better] = ll[better]
-            lam[better] = trial[better]
-    return np.sqrt(lam), best
+    return coordinate_grid_start(lambda lam: _evaluate(lam, mom, reml), mom.q0.size, 2, (0, 1, 0), RATIO_GRID)
 
 
 def _maximise(mom: _Moments, reml: bool):

@@ -48,7 +48,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from .group_rotation import group_structure, helmert_rotate
-from .mixed_model import MixedModelResult, check_inputs, newton_update, fit_ols, ols_residuals, with_variation
+from .mixed_model import MixedModelResult, check_inputs, coordinate_grid_start, newton_update, fit_ols, ols_residuals, with_variation
 
 #: The random intercepts, innermost first.
 LEVELS = ("participant", "household", "site")
@@ -499,18 +499,8 @@ def _grid_start(mom: _Moments, axes, reml: bool):
     revisited after the others have moved; the Newton steps that follow refine
     them jointly.
     """
-    p = mom.q0.size
-    lam = np.zeros((p, 3))
-    best = np.full(p, -np.inf)
-    for axis in list(axes) + list(axes[:-1]):
-        for value in RATIO_GRID:
-            trial = lam.copy()
-            trial[:, axis] = value
-            ll = _evaluate(trial, mom, reml)
-            better = ll > best
-            best[better] = ll[better]
-            lam[better] = trial[better]
-    return np.sqrt(lam), best
+    return coordinate_grid_start(lambda lam: _evaluate(lam, mom, reml), mom.q0.size, 3,
+                                 list(axes) + list(axes[:-1]), RATIO_GRID)
 
 
 def _maximise(mom: _Moments, free, reml: bool):
