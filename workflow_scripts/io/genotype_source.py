@@ -379,19 +379,16 @@ class DosageTableSource(GenotypeSource):
                     return
                 yield index, lineno, line
 
-        batch = []
-        for item in self._parse(rows()):
-            batch.append(item)
-            if len(batch) == size:
-                yield self._chunk(batch)
-                batch = []
-        if batch:
-            yield self._chunk(batch)
+        yield from self._batches(self._parse(rows()), size)
 
     def blocks(self, size: int = 10_000) -> Iterator[Chunk]:
         """The whole table in one streaming pass, ``size`` variants at a time."""
+        yield from self._batches(self._parse(self._rows()), size)
+
+    def _batches(self, items, size: int) -> Iterator[Chunk]:
+        """Parsed rows as chunks of ``size`` variants (the last one shorter)."""
         batch = []
-        for item in self._parse(self._rows()):
+        for item in items:
             batch.append(item)
             if len(batch) == size:
                 yield self._chunk(batch)
